@@ -1,0 +1,185 @@
+//! The `goalcast` command line: argument parsing and one function per command.
+
+mod import;
+mod output;
+mod shell;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::context::{ContextOptions, DEFAULT_MEMORY_LIMIT_BYTES, build_context};
+use crate::error::{Error, Result};
+use crate::query::{self, OutputFormat};
+use crate::warehouse::{DEFAULT_WAREHOUSE, Warehouse};
+
+/// Predictive user segments over a Parquet warehouse.
+#[derive(Debug, Parser)]
+#[command(name = "goalcast", version, max_term_width = 100)]
+pub struct Cli {
+    /// Warehouse root: a local folder or s3://bucket/prefix (credentials from AWS_* variables).
+    #[arg(long, global = true, env = "GOALCAST_WAREHOUSE", default_value = DEFAULT_WAREHOUSE)]
+    pub warehouse: String,
+
+    /// Memory for query execution, e.g. 512MiB or 4GiB; larger operations spill to disk.
+    #[arg(long, global = true, env = "GOALCAST_MEMORY_LIMIT", value_parser = parse_bytes)]
+    pub memory_limit: Option<usize>,
+
+    /// Log more: -v for progress of each step, -vv for debugging detail.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load events or profiles from CSV, JSON lines or Parquet files.
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+
+    /// Write a synthetic warehouse with known per-user event probabilities.
+    Generate(GenerateArgs),
+
+    /// Run a read-only SQL query, or open an interactive shell when no query is given.
+    Sql(SqlArgs),
+
+    /// List the warehouse's tables with row counts and columns.
+    Tables {
+        /// Output format: table or json.
+        #[arg(long, default_value = "table")]
+        format: String,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateArgs {
+    /// Number of users.
+    #[arg(long, default_value_t = 100_000)]
+    pub users: u64,
+    /// Number of days of events, ending the day before --end-date.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+    /// Random seed; the same seed and sizes give the same data.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// First day of the generated events (UTC), as YYYY-MM-DD.
+    #[arg(long, default_value = "2026-01-01")]
+    pub start_date: String,
+    /// Replace the tables of a warehouse that already has some.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SqlArgs {
+    /// The query; omit it for an interactive shell.
+    pub query: Option<String>,
+    /// Output format: table, csv, json (JSON lines) or parquet.
+    #[arg(long, default_value = "table")]
+    pub format: String,
+    /// Write the results to this file instead of standard output.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let context_options = ContextOptions {
+        memory_limit_bytes: cli.memory_limit.unwrap_or(DEFAULT_MEMORY_LIMIT_BYTES),
+        target_partitions: None,
+    };
+    match cli.command {
+        Command::Import(command) => {
+            let warehouse = Warehouse::open(&cli.warehouse, true)?;
+            warehouse.recover().await?;
+            import::run(&warehouse, command, &context_options).await
+        }
+        Command::Generate(args) => generate(&cli.warehouse, args).await,
+        Command::Sql(args) => {
+            let warehouse = open_for_reading(&cli.warehouse).await?;
+            let ctx = build_context(&warehouse, &context_options).await?;
+            let format: OutputFormat = args.format.parse()?;
+            match args.query {
+                Some(sql) => {
+                    let dataframe = query::plan_read_only(&ctx, &sql).await?;
+                    query::write_results(dataframe, format, args.output.as_deref()).await?;
+                    Ok(())
+                }
+                None => shell::run(&ctx, format).await,
+            }
+        }
+        Command::Tables { format } => {
+            let warehouse = open_for_reading(&cli.warehouse).await?;
+            let ctx = build_context(&warehouse, &context_options).await?;
+            let tables = query::list_tables(&warehouse, &ctx).await?;
+            output::print_tables(&warehouse, &tables, &format)
+        }
+    }
+}
+
+async fn open_for_reading(location: &str) -> Result<Warehouse> {
+    let warehouse = Warehouse::open(location, false)?;
+    warehouse.recover().await?;
+    Ok(warehouse)
+}
+
+async fn generate(location: &str, args: GenerateArgs) -> Result<()> {
+    let warehouse = Warehouse::open(location, true)?;
+    warehouse.recover().await?;
+    let existing = warehouse.table_names().await?;
+    if !existing.is_empty() && !args.replace {
+        return Err(Error::InvalidArgument(format!(
+            "warehouse {} already has tables ({}); pass --replace to overwrite them or choose \
+             another --warehouse",
+            warehouse.url(),
+            existing.join(", ")
+        )));
+    }
+    let start_date =
+        chrono::NaiveDate::parse_from_str(&args.start_date, "%Y-%m-%d").map_err(|_| {
+            Error::InvalidArgument(format!(
+                "invalid --start-date {:?}: use YYYY-MM-DD",
+                args.start_date
+            ))
+        })?;
+    let config = crate::generate::GeneratorConfig {
+        users: args.users,
+        days: args.days,
+        seed: args.seed,
+        start_date,
+    };
+    let summary = crate::generate::generate(&warehouse, &config).await?;
+    output::print_generate_summary(&warehouse, &summary);
+    Ok(())
+}
+
+/// Parses a byte size such as `512MiB`, `4GiB`, `4G` or `1000000`.
+pub fn parse_bytes(text: &str) -> std::result::Result<usize, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| {
+        format!("invalid size {text:?}: use a number with an optional unit such as 512MiB or 4GiB")
+    })?;
+    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0_f64.powi(4),
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?}: use KiB, MiB, GiB or TiB"
+            ));
+        }
+    };
+    let bytes = number * multiplier;
+    if bytes < 16.0 * 1024.0 * 1024.0 {
+        return Err(format!("size {text:?} is below the 16MiB minimum"));
+    }
+    Ok(bytes as usize)
+}

@@ -1,0 +1,75 @@
+//! The library's error type.
+//!
+//! Each variant names what failed and on which value. The CLI prints the whole chain, so the
+//! messages here stay short and leave the hint about what to do next in the variant text.
+
+use std::path::PathBuf;
+
+/// A goalcast library error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A table, segment or goal name that is not a plain lower-case identifier.
+    #[error("invalid {kind} name {name:?}: {reason}")]
+    InvalidName {
+        kind: &'static str,
+        name: String,
+        reason: &'static str,
+    },
+
+    /// A warehouse location that cannot be opened.
+    #[error("invalid warehouse {location:?}: {message}")]
+    InvalidWarehouse { location: String, message: String },
+
+    /// A table that the warehouse does not contain.
+    #[error(
+        "table {name:?} not found in warehouse {warehouse}; run `goalcast tables` to list the tables"
+    )]
+    TableNotFound { name: String, warehouse: String },
+
+    /// A table manifest that cannot be parsed or contradicts the files beside it.
+    #[error("corrupt manifest {path}: {message}")]
+    CorruptManifest { path: String, message: String },
+
+    /// An input file that cannot be imported as a whole.
+    #[error("{}: {message}", path.display())]
+    Input { path: PathBuf, message: String },
+
+    /// A command-line or configuration value that is out of range or malformed.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// A SQL statement that `goalcast sql` does not run because it would write.
+    #[error("{0}")]
+    ReadOnly(String),
+
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+
+    #[error(transparent)]
+    ObjectStore(#[from] object_store::Error),
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Builds an [`Error::Input`] for `path`.
+    pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Input {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

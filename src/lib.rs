@@ -1,0 +1,16 @@
+//! goalcast: predictive user segments over a Parquet warehouse.
+//!
+//! The library holds every step; the `goalcast` binary is a thin command-line layer over it.
+//! See `ARCHITECTURE.md` for the codemap.
+
+pub mod context;
+pub mod error;
+pub mod schema;
+pub mod warehouse;
+
+pub use error::{Error, Result};
+pub mod cli;
+pub mod generate;
+pub mod import;
+pub mod progress;
+pub mod query;

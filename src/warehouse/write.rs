@@ -1,0 +1,271 @@
+//! Atomic table writes: stage, commit the manifest, promote.
+//!
+//! A write puts its Parquet files under `_staging/<write id>/<table>/`, where no reader looks.
+//! [`TableWrite::commit`] then writes a manifest that lists the new file set together with the
+//! moves and deletions still to apply (the commit point), applies them, and rewrites the
+//! manifest without them. A crash before the commit point leaves the old manifest and old files
+//! untouched; a crash after it is rolled forward by [`Warehouse::recover`].
+
+use std::collections::BTreeSet;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use futures::TryStreamExt;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use url::Url;
+
+use super::manifest::{
+    DataFile, MANIFEST_VERSION, Manifest, PartitionColumn, Pending, partition_of,
+};
+use super::{STAGING_DIR, Warehouse, delete_if_exists, validate_name};
+use crate::error::{Error, Result};
+
+/// Which committed files a write supersedes.
+#[derive(Debug, Clone)]
+pub enum Replace {
+    /// Every file of the table.
+    All,
+    /// The files in these partition folders (e.g. `event_date=1997-01-01`), plus any
+    /// partition that the write itself contains.
+    Partitions(BTreeSet<String>),
+}
+
+/// A write in progress to one table.
+#[derive(Debug)]
+pub struct TableWrite {
+    warehouse: Warehouse,
+    table: String,
+    write_id: String,
+    partition_columns: Vec<PartitionColumn>,
+}
+
+impl TableWrite {
+    /// Starts a write to `table`, whose files are partitioned by `partition_columns`.
+    pub fn begin(
+        warehouse: &Warehouse,
+        table: &str,
+        partition_columns: Vec<PartitionColumn>,
+    ) -> Result<Self> {
+        validate_name("table", table)?;
+        let write_id = format!(
+            "{}-{}",
+            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        Ok(TableWrite {
+            warehouse: warehouse.clone(),
+            table: table.to_string(),
+            write_id,
+            partition_columns,
+        })
+    }
+
+    /// Returns the id of this write, also used in file names.
+    pub fn write_id(&self) -> &str {
+        &self.write_id
+    }
+
+    /// Returns the staging folder, relative to the warehouse root.
+    fn staging_relative(&self) -> String {
+        format!("{STAGING_DIR}/{}/{}", self.write_id, self.table)
+    }
+
+    /// Returns the URL of the staging folder, for DataFusion writers; it ends in `/`.
+    pub fn staging_url(&self) -> Url {
+        self.warehouse
+            .url()
+            .join(&format!("{}/", self.staging_relative()))
+            .expect("the staging path joins onto the root URL")
+    }
+
+    /// Writes `batches` as one Parquet file at `relative` inside the staging folder.
+    pub async fn put_batches(
+        &self,
+        relative: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<()> {
+        self.put_bytes(relative, encode_parquet(schema, batches, 3)?)
+            .await
+    }
+
+    /// Stages an encoded Parquet file at `relative` inside the staging folder.
+    pub async fn put_bytes(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
+        let path = self
+            .warehouse
+            .path(&format!("{}/{relative}", self.staging_relative()));
+        self.warehouse
+            .store()
+            .put(&path, PutPayload::from(bytes))
+            .await?;
+        Ok(())
+    }
+
+    /// Commits the staged files, superseding the committed files that `replace` selects.
+    pub async fn commit(self, replace: Replace) -> Result<Manifest> {
+        let warehouse = &self.warehouse;
+        let store = warehouse.store();
+        let staging = warehouse.path(&self.staging_relative());
+        let staged: Vec<_> = list_or_empty(store.as_ref(), &staging).await?;
+
+        let mut new_files = Vec::new();
+        let mut moves = Vec::new();
+        for object in staged {
+            let from = warehouse.relative(&object.location);
+            let inner = from
+                .strip_prefix(&format!("{}/", self.staging_relative()))
+                .unwrap_or(&from)
+                .to_string();
+            if !inner.ends_with(".parquet") {
+                continue;
+            }
+            let metadata =
+                super::read_parquet_metadata(store.as_ref(), &object.location, object.size).await?;
+            let rows = metadata.file_metadata().num_rows() as u64;
+            new_files.push(DataFile {
+                partition: partition_of(&inner),
+                path: inner.clone(),
+                rows,
+                bytes: object.size,
+            });
+            moves.push((from, inner));
+        }
+
+        let previous = warehouse.manifest(&self.table).await?;
+        let previous_files = previous.map(|manifest| manifest.files).unwrap_or_default();
+        let superseded: Box<dyn Fn(&DataFile) -> bool> = match &replace {
+            Replace::All => Box::new(|_| true),
+            Replace::Partitions(partitions) => {
+                let mut partitions = partitions.clone();
+                partitions.extend(new_files.iter().map(|file| file.partition.clone()));
+                Box::new(move |file: &DataFile| partitions.contains(&file.partition))
+            }
+        };
+        let (deleted, kept): (Vec<DataFile>, Vec<DataFile>) = previous_files
+            .into_iter()
+            .partition(|file| superseded(file));
+
+        let mut files = kept;
+        files.extend(new_files);
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        let manifest = Manifest {
+            format_version: MANIFEST_VERSION,
+            table: self.table.clone(),
+            partition_columns: self.partition_columns.clone(),
+            write_id: self.write_id.clone(),
+            committed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            files,
+            pending: Some(Pending {
+                moves,
+                deletes: deleted.into_iter().map(|file| file.path).collect(),
+            }),
+        };
+        warehouse.put_manifest(&manifest).await?;
+        tracing::debug!(
+            table = self.table,
+            write_id = self.write_id,
+            "committed manifest"
+        );
+        finish_commit(warehouse, manifest).await
+    }
+
+    /// Removes the staged files of a write that will not be committed.
+    pub async fn abort(self) -> Result<()> {
+        let staging = self
+            .warehouse
+            .path(&format!("{STAGING_DIR}/{}", self.write_id));
+        let store = self.warehouse.store();
+        for object in list_or_empty(store.as_ref(), &staging).await? {
+            delete_if_exists(store.as_ref(), &object.location).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies the pending moves and deletions of a committed manifest, then clears them.
+///
+/// Every step tolerates having been done already, so a crash at any point can be rolled
+/// forward by calling this again.
+pub(super) async fn finish_commit(
+    warehouse: &Warehouse,
+    mut manifest: Manifest,
+) -> Result<Manifest> {
+    let Some(pending) = manifest.pending.take() else {
+        return Ok(manifest);
+    };
+    let store = warehouse.store();
+    let table = manifest.table.clone();
+    let new_paths: BTreeSet<&str> = pending.moves.iter().map(|(_, to)| to.as_str()).collect();
+    for (from, to) in &pending.moves {
+        let from_path = warehouse.path(from);
+        let to_path = warehouse.path(&format!("{table}/{to}"));
+        match store.rename(&from_path, &to_path).await {
+            Ok(()) => {}
+            Err(object_store::Error::NotFound { .. }) => {
+                // Already moved by an earlier attempt; the target must be there.
+                store
+                    .head(&to_path)
+                    .await
+                    .map_err(|_| Error::CorruptManifest {
+                        path: format!("{table}/_table.json"),
+                        message: format!("staged file {from} and its target {to} are both missing"),
+                    })?;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    for old in &pending.deletes {
+        // A new file may reuse the name of a superseded one; the move above replaced it.
+        if !new_paths.contains(old.as_str()) {
+            delete_if_exists(store.as_ref(), &warehouse.path(&format!("{table}/{old}"))).await?;
+        }
+    }
+    warehouse.put_manifest(&manifest).await?;
+    if let Some(local) = warehouse.local_folder() {
+        remove_empty_folders(&local.join(STAGING_DIR), true);
+        remove_empty_folders(&local.join(&table), false);
+    }
+    Ok(manifest)
+}
+
+/// Encodes record batches as one Parquet file, compressed with zstd at `level` (1 to 22).
+pub fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch], level: i32) -> Result<Vec<u8>> {
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    Ok(writer.into_inner()?)
+}
+
+pub(crate) async fn list_or_empty(
+    store: &dyn ObjectStore,
+    prefix: &object_store::path::Path,
+) -> Result<Vec<object_store::ObjectMeta>> {
+    match store.list(Some(prefix)).try_collect().await {
+        Ok(objects) => Ok(objects),
+        Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Removes empty folders below `folder`, bottom up, and `folder` itself when `remove_self` is
+/// set and it ends up empty. Errors are ignored because an empty folder left behind is harmless.
+fn remove_empty_folders(folder: &std::path::Path, remove_self: bool) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|kind| kind.is_dir()).unwrap_or(false) {
+            remove_empty_folders(&entry.path(), true);
+        }
+    }
+    if remove_self {
+        let _ = std::fs::remove_dir(folder);
+    }
+}
