@@ -12,5 +12,6 @@ pub use error::{Error, Result};
 pub mod cli;
 pub mod generate;
 pub mod import;
+pub mod models;
 pub mod progress;
 pub mod query;

@@ -34,6 +34,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process; boxing buys nothing
 pub enum Command {
     /// Load events or profiles from CSV, JSON lines or Parquet files.
     #[command(subcommand)]

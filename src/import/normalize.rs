@@ -455,10 +455,10 @@ fn time_micros(array: &ArrayRef, mapping: &EventMapping) -> Result<Vec<TimeValue
     }
     // Times that chrono cannot represent are rejected rather than wrapped.
     for value in &mut values {
-        if let TimeValue::Micros(micros) = value {
-            if DateTime::from_timestamp_micros(*micros).is_none() {
-                *value = TimeValue::Invalid(micros.to_string());
-            }
+        if let TimeValue::Micros(micros) = value
+            && DateTime::from_timestamp_micros(*micros).is_none()
+        {
+            *value = TimeValue::Invalid(micros.to_string());
         }
     }
     Ok(values)
@@ -541,14 +541,15 @@ fn properties_json(
     let mut values = Vec::with_capacity(batch.num_rows());
     for row in 0..batch.num_rows() {
         let mut object = Map::new();
-        if let Some(embedded) = &embedded {
-            if embedded.is_valid(row) && !embedded.value(row).trim().is_empty() {
-                match serde_json::from_str::<Value>(embedded.value(row)) {
-                    Ok(Value::Object(parsed)) => object = parsed,
-                    _ => {
-                        values.push(PropertiesValue::Invalid(embedded.value(row).to_string()));
-                        continue;
-                    }
+        if let Some(embedded) = &embedded
+            && embedded.is_valid(row)
+            && !embedded.value(row).trim().is_empty()
+        {
+            match serde_json::from_str::<Value>(embedded.value(row)) {
+                Ok(Value::Object(parsed)) => object = parsed,
+                _ => {
+                    values.push(PropertiesValue::Invalid(embedded.value(row).to_string()));
+                    continue;
                 }
             }
         }
@@ -613,12 +614,13 @@ fn text_to_json(text: &str) -> Value {
         if let Ok(integer) = text.parse::<i64>() {
             return Value::from(integer);
         }
-        if text.contains('.') && !text.ends_with('.') && !text.starts_with('.') {
-            if let Ok(number) = text.parse::<f64>() {
-                if number.is_finite() {
-                    return Value::from(number);
-                }
-            }
+        if text.contains('.')
+            && !text.ends_with('.')
+            && !text.starts_with('.')
+            && let Ok(number) = text.parse::<f64>()
+            && number.is_finite()
+        {
+            return Value::from(number);
         }
     }
     Value::String(text.to_string())

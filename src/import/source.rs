@@ -248,11 +248,10 @@ fn open_parquet(
     let total_rows = builder.metadata().file_metadata().num_rows().max(1) as u64;
     let reader = builder.with_batch_size(BATCH_ROWS).build()?;
     let progress = progress.clone();
-    let batches = reader.map(move |batch| {
-        if let Ok(batch) = &batch {
+    let batches = reader.inspect(move |batch| {
+        if let Ok(batch) = batch {
             progress.inc(size * batch.num_rows() as u64 / total_rows);
         }
-        batch
     });
     Ok((schema, Box::new(batches)))
 }

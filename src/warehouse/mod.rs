@@ -228,15 +228,15 @@ impl Warehouse {
     /// is still running would be removed.
     pub async fn recover(&self) -> Result<()> {
         for table in self.table_names().await? {
-            if let Some(manifest) = self.manifest(&table).await? {
-                if manifest.pending.is_some() {
-                    tracing::warn!(
-                        table,
-                        write_id = manifest.write_id,
-                        "finishing an interrupted commit"
-                    );
-                    write::finish_commit(self, manifest).await?;
-                }
+            if let Some(manifest) = self.manifest(&table).await?
+                && manifest.pending.is_some()
+            {
+                tracing::warn!(
+                    table,
+                    write_id = manifest.write_id,
+                    "finishing an interrupted commit"
+                );
+                write::finish_commit(self, manifest).await?;
             }
         }
         let staging = self.path(STAGING_DIR);
@@ -249,6 +249,9 @@ impl Warehouse {
         }
         for object in leftovers {
             delete_if_exists(self.store.as_ref(), &object.location).await?;
+        }
+        if let Some(local) = self.local_folder() {
+            write::remove_empty_folders(&local.join(STAGING_DIR), true);
         }
         Ok(())
     }

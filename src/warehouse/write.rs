@@ -106,6 +106,19 @@ impl TableWrite {
 
     /// Commits the staged files, superseding the committed files that `replace` selects.
     pub async fn commit(self, replace: Replace) -> Result<Manifest> {
+        let manifest = self.commit_point(replace).await?;
+        finish_commit(&self.warehouse, manifest).await
+    }
+
+    /// Writes the commit point and stops before promoting the staged files, as a process that
+    /// crashes right after committing would. For tests of [`Warehouse::recover`].
+    #[doc(hidden)]
+    pub async fn commit_point_only(self, replace: Replace) -> Result<Manifest> {
+        self.commit_point(replace).await
+    }
+
+    /// Writes the manifest that lists the new file set and the work still pending.
+    async fn commit_point(&self, replace: Replace) -> Result<Manifest> {
         let warehouse = &self.warehouse;
         let store = warehouse.store();
         let staging = warehouse.path(&self.staging_relative());
@@ -169,7 +182,7 @@ impl TableWrite {
             write_id = self.write_id,
             "committed manifest"
         );
-        finish_commit(warehouse, manifest).await
+        Ok(manifest)
     }
 
     /// Removes the staged files of a write that will not be committed.
@@ -256,7 +269,7 @@ pub(crate) async fn list_or_empty(
 
 /// Removes empty folders below `folder`, bottom up, and `folder` itself when `remove_self` is
 /// set and it ends up empty. Errors are ignored because an empty folder left behind is harmless.
-fn remove_empty_folders(folder: &std::path::Path, remove_self: bool) {
+pub(super) fn remove_empty_folders(folder: &std::path::Path, remove_self: bool) {
     let Ok(entries) = std::fs::read_dir(folder) else {
         return;
     };

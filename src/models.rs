@@ -1,0 +1,48 @@
+//! The SQL models under `sql/`, compiled into the binary, and how to run them.
+//!
+//! Each model is one query with a header comment that states its grain, inputs and parameters.
+//! Parameters are DataFusion placeholders such as `$window_start`, bound by name.
+
+use std::collections::HashMap;
+
+use datafusion::common::ParamValues;
+use datafusion::common::metadata::ScalarAndMetadata;
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::scalar::ScalarValue;
+
+use crate::error::Result;
+
+/// One SQL model: its path under `sql/` and its text.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlModel {
+    pub path: &'static str,
+    pub sql: &'static str,
+}
+
+/// The true probability of each event per generated user in a window.
+pub const TRUTH_WINDOW_PROBABILITY: SqlModel = SqlModel {
+    path: "sql/truth/window_probability.sql",
+    sql: include_str!("../sql/truth/window_probability.sql"),
+};
+
+/// Every model, for tests that plan each one.
+pub const ALL: &[SqlModel] = &[TRUTH_WINDOW_PROBABILITY];
+
+/// Plans `model` in `ctx` with its named parameters bound.
+pub async fn dataframe(
+    ctx: &SessionContext,
+    model: SqlModel,
+    parameters: &[(&str, ScalarValue)],
+) -> Result<DataFrame> {
+    let values: HashMap<String, ScalarAndMetadata> = parameters
+        .iter()
+        .map(|(name, value)| (name.to_string(), ScalarAndMetadata::from(value.clone())))
+        .collect();
+    let dataframe = ctx.sql(model.sql).await?;
+    Ok(dataframe.with_param_values(ParamValues::Map(values))?)
+}
+
+/// Returns a UTC timestamp parameter value from microseconds since the epoch.
+pub fn timestamp_parameter(micros: i64) -> ScalarValue {
+    ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
+}

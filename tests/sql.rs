@@ -1,0 +1,108 @@
+//! `goalcast sql` and `goalcast tables`: read-only enforcement and output formats.
+
+mod common;
+
+use common::{TempWarehouse, failure, success};
+
+fn warehouse_with_events() -> TempWarehouse {
+    let wh = TempWarehouse::new();
+    let path = wh.file(
+        "events.csv",
+        "user_id,event_name,event_time,amount\nu1,Charged,2024-01-01T10:00:00Z,12.5\nu2,App Launched,2024-01-02T08:30:00Z,\n",
+    );
+    success(&wh.run(&["import", "events", path.to_str().unwrap()]));
+    wh
+}
+
+#[test]
+fn writing_statements_are_rejected() {
+    let wh = warehouse_with_events();
+    let cases = [
+        ("CREATE TABLE t AS SELECT 1", "DDL"),
+        (
+            "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/tmp/x'",
+            "DDL",
+        ),
+        ("DROP TABLE events", "DDL"),
+        ("INSERT INTO events SELECT * FROM events", "INSERT"),
+        ("COPY events TO '/tmp/goalcast-copy.parquet'", "COPY"),
+        ("SET datafusion.execution.batch_size = 1", "SET"),
+    ];
+    for (sql, kind) in cases {
+        let error = failure(&wh.run(&["sql", sql]));
+        assert!(
+            error.contains("goalcast sql is read-only"),
+            "{sql}: {error}"
+        );
+        assert!(error.contains(kind), "{sql}: {error}");
+    }
+    assert!(!std::path::Path::new("/tmp/goalcast-copy.parquet").exists());
+    assert_eq!(wh.count_sync("SELECT count(*) FROM events"), 2);
+}
+
+#[test]
+fn csv_and_json_outputs() {
+    let wh = warehouse_with_events();
+    let query = "SELECT user_id, amount FROM events ORDER BY user_id";
+    assert_eq!(
+        success(&wh.run(&["sql", query, "--format", "csv"])),
+        "user_id,amount\nu1,12.5\nu2,\n"
+    );
+    assert_eq!(
+        success(&wh.run(&["sql", query, "--format", "json"])),
+        "{\"user_id\":\"u1\",\"amount\":12.5}\n{\"user_id\":\"u2\"}\n"
+    );
+    let table = success(&wh.run(&["sql", query]));
+    assert!(table.contains("| u1      | 12.5   |"), "{table}");
+    assert!(table.ends_with("2 rows\n"), "{table}");
+}
+
+#[test]
+fn parquet_output_needs_a_file_and_round_trips() {
+    let wh = warehouse_with_events();
+    let query = "SELECT user_id, event_time FROM events ORDER BY user_id";
+    let error = failure(&wh.run(&["sql", query, "--format", "parquet"]));
+    assert!(
+        error.contains("--format parquet needs --output FILE"),
+        "{error}"
+    );
+    let out = wh.dir.path().join("out.parquet");
+    success(&wh.run(&[
+        "sql",
+        query,
+        "--format",
+        "parquet",
+        "--output",
+        out.to_str().unwrap(),
+    ]));
+    let file = std::fs::File::open(&out).unwrap();
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    assert_eq!(reader.metadata().file_metadata().num_rows(), 2);
+    assert!(!wh.dir.path().join(".out.parquet.goalcast-tmp").exists());
+}
+
+#[test]
+fn failed_query_names_the_problem() {
+    let wh = warehouse_with_events();
+    let error = failure(&wh.run(&["sql", "SELECT nope FROM events"]));
+    assert!(error.contains("nope"), "{error}");
+    let error = failure(&wh.run(&["sql", "SELECT 1", "--format", "xml"]));
+    assert!(error.contains("invalid output format \"xml\""), "{error}");
+}
+
+#[test]
+fn tables_lists_rows_and_columns() {
+    let wh = warehouse_with_events();
+    let text = success(&wh.run(&["tables"]));
+    assert!(text.contains("events: 2 rows in 2 files"), "{text}");
+    assert!(text.contains("partitioned by event_date"), "{text}");
+    assert!(
+        text.contains("event_time               Timestamp(µs, \"UTC\") not null"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&success(&wh.run(&["tables", "--format", "json"]))).unwrap();
+    assert_eq!(json[0]["name"], "events");
+    assert_eq!(json[0]["rows"], 2);
+}

@@ -1,0 +1,281 @@
+//! The warehouse layer: names, atomic table writes, crash recovery, and S3 through a local
+//! S3-compatible server.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Int64Array, RecordBatch};
+use arrow::datatypes::{DataType, Field};
+use common::{TempWarehouse, failure, goalcast_command, schema, success};
+use goalcast::warehouse::{PartitionColumn, PartitionType, Replace, TableWrite, Warehouse};
+
+fn numbers(values: Vec<i64>) -> (Arc<arrow::datatypes::Schema>, RecordBatch) {
+    let schema = schema(vec![Field::new("n", DataType::Int64, false)]);
+    let batch =
+        RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+    (schema, batch)
+}
+
+async fn write_numbers(warehouse: &Warehouse, table: &str, values: Vec<i64>) -> TableWrite {
+    let (schema, batch) = numbers(values);
+    let write = TableWrite::begin(warehouse, table, Vec::new()).unwrap();
+    write
+        .put_batches("part-0.parquet", schema, &[batch])
+        .await
+        .unwrap();
+    write
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_write_replaces_whole_table() {
+    let wh = TempWarehouse::new();
+    write_numbers(&wh.warehouse, "numbers", vec![1, 2])
+        .await
+        .commit(Replace::All)
+        .await
+        .unwrap();
+    write_numbers(&wh.warehouse, "numbers", vec![3])
+        .await
+        .commit(Replace::All)
+        .await
+        .unwrap();
+    assert_eq!(wh.rows("SELECT n FROM numbers").await, vec!["3"]);
+    let manifest = wh.warehouse.require_manifest("numbers").await.unwrap();
+    assert_eq!(manifest.row_count(), 1);
+    assert!(manifest.pending.is_none());
+    let files: Vec<_> = std::fs::read_dir(wh.root().join("numbers"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 2, "expected one data file and the manifest");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn uncommitted_write_is_invisible_and_cleaned() {
+    let wh = TempWarehouse::new();
+    write_numbers(&wh.warehouse, "numbers", vec![1])
+        .await
+        .commit(Replace::All)
+        .await
+        .unwrap();
+    // A write that stages files and then dies before its commit point.
+    let crashed = write_numbers(&wh.warehouse, "numbers", vec![7, 8, 9]).await;
+    std::mem::forget(crashed);
+    assert_eq!(wh.rows("SELECT n FROM numbers").await, vec!["1"]);
+    assert!(wh.root().join("_staging").exists());
+    wh.warehouse.recover().await.unwrap();
+    assert!(!wh.root().join("_staging").exists());
+    assert_eq!(wh.rows("SELECT n FROM numbers").await, vec!["1"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_commit_point_rolls_forward() {
+    let wh = TempWarehouse::new();
+    write_numbers(&wh.warehouse, "numbers", vec![1])
+        .await
+        .commit(Replace::All)
+        .await
+        .unwrap();
+    let write = write_numbers(&wh.warehouse, "numbers", vec![2, 3]).await;
+    let manifest = write.commit_point_only(Replace::All).await.unwrap();
+    assert!(manifest.pending.is_some());
+    wh.warehouse.recover().await.unwrap();
+    let manifest = wh.warehouse.require_manifest("numbers").await.unwrap();
+    assert!(manifest.pending.is_none());
+    assert_eq!(
+        wh.rows("SELECT n FROM numbers ORDER BY n").await,
+        vec!["2", "3"]
+    );
+    // Recovering twice is harmless.
+    wh.warehouse.recover().await.unwrap();
+    assert_eq!(
+        wh.rows("SELECT n FROM numbers ORDER BY n").await,
+        vec!["2", "3"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partition_replace_keeps_other_partitions() {
+    let wh = TempWarehouse::new();
+    let partitioning = vec![PartitionColumn {
+        name: "day".into(),
+        data_type: PartitionType::Utf8,
+    }];
+    let write = TableWrite::begin(&wh.warehouse, "daily", partitioning.clone()).unwrap();
+    for (day, values) in [("a", vec![1]), ("b", vec![2])] {
+        let (schema, batch) = numbers(values);
+        write
+            .put_batches(&format!("day={day}/part-0.parquet"), schema, &[batch])
+            .await
+            .unwrap();
+    }
+    write.commit(Replace::All).await.unwrap();
+    let write = TableWrite::begin(&wh.warehouse, "daily", partitioning).unwrap();
+    let (schema, batch) = numbers(vec![20, 21]);
+    write
+        .put_batches("day=b/part-0.parquet", schema, &[batch])
+        .await
+        .unwrap();
+    write
+        .commit(Replace::Partitions(BTreeSet::from(["day=b".to_string()])))
+        .await
+        .unwrap();
+    assert_eq!(
+        wh.rows("SELECT day, n FROM daily ORDER BY n").await,
+        vec!["a|1", "b|20", "b|21"]
+    );
+}
+
+#[test]
+fn names_that_escape_the_root_are_rejected() {
+    let wh = TempWarehouse::new();
+    for name in ["../outside", "a/b", "_staging", "Events"] {
+        let error = TableWrite::begin(&wh.warehouse, name, Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("invalid table name"), "{name}: {error}");
+    }
+}
+
+#[test]
+fn missing_warehouse_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let error = failure(
+        &goalcast_command(&["tables", "--warehouse", missing.to_str().unwrap()])
+            .output()
+            .unwrap(),
+    );
+    assert!(error.contains("no such folder"), "{error}");
+    let error = failure(
+        &goalcast_command(&["tables", "--warehouse", "gs://bucket/x"])
+            .output()
+            .unwrap(),
+    );
+    assert!(error.contains("unsupported URL scheme"), "{error}");
+}
+
+/// A moto S3 server on a free loopback port, stopped on drop.
+struct S3Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    fn start() -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let server = std::env::var_os("GOALCAST_MOTO_SERVER")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".venv/bin/moto_server"));
+        assert!(
+            server.exists(),
+            "{} not found: run `bash .ci/test` once, or create .venv with `pip install moto[server]`",
+            server.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "moto did not start within 30 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Creates a bucket with a plain HTTP request, which moto accepts unsigned.
+    fn create_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = goalcast_command(args);
+        command
+            .env("AWS_ENDPOINT_URL", &self.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1");
+        command
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn s3_warehouse_round_trip() {
+    let server = S3Server::start();
+    server.create_bucket("lake");
+    let warehouse = "s3://lake/analytics/wh";
+    let source = common::cdnow_source();
+    let import = [
+        "import",
+        "events",
+        source.to_str().unwrap(),
+        "--warehouse",
+        warehouse,
+        "--user-id-column",
+        "customer_id",
+        "--event-name",
+        "Charged",
+        "--time-column",
+        "date",
+        "--time-format",
+        "%Y%m%d",
+        "--amount-column",
+        "dollar_value",
+    ];
+    let text = success(&server.command(&import).output().unwrap());
+    assert!(
+        text.contains("rows written                69,404"),
+        "{text}"
+    );
+    let text = success(&server.command(&import).output().unwrap());
+    assert!(
+        text.contains("rows written                     0"),
+        "{text}"
+    );
+
+    let query = "SELECT count(*) AS events, count(DISTINCT user_id) AS users FROM events";
+    let output = server
+        .command(&["sql", query, "--format", "csv", "--warehouse", warehouse])
+        .output()
+        .unwrap();
+    assert_eq!(success(&output), "events,users\n69404,23570\n");
+    let output = server
+        .command(&["tables", "--warehouse", warehouse])
+        .output()
+        .unwrap();
+    assert!(success(&output).contains("events: 69,404 rows in 546 files"));
+}
