@@ -162,7 +162,7 @@ async fn mistyped_column_is_an_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn amount_column_of_text_is_an_error_for_booleans_only() {
+async fn invalid_amount_text_is_rejected() {
     let wh = TempWarehouse::new();
     let path = wh.file(
         "amounts.csv",

@@ -1,5 +1,6 @@
 //! The `goalcast` command line: argument parsing and one function per command.
 
+mod goal;
 mod import;
 mod output;
 mod shell;
@@ -39,6 +40,14 @@ pub enum Command {
     /// Load events or profiles from CSV, JSON lines or Parquet files.
     #[command(subcommand)]
     Import(import::ImportCommand),
+
+    /// Predict, create and manage goals.
+    #[command(subcommand)]
+    Goal(goal::GoalCommand),
+
+    /// List segments and show their users.
+    #[command(subcommand)]
+    Segment(goal::SegmentCommand),
 
     /// Write a synthetic warehouse with known per-user event probabilities.
     Generate(GenerateArgs),
@@ -96,6 +105,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             let warehouse = Warehouse::open(&cli.warehouse, true)?;
             warehouse.recover().await?;
             import::run(&warehouse, command, &context_options).await
+        }
+        Command::Goal(command) => {
+            let warehouse = open_for_reading(&cli.warehouse).await?;
+            goal::run(&warehouse, command, &context_options).await
+        }
+        Command::Segment(command) => {
+            let warehouse = open_for_reading(&cli.warehouse).await?;
+            goal::run_segment(&warehouse, command, &context_options).await
         }
         Command::Generate(args) => generate(&cli.warehouse, args).await,
         Command::Sql(args) => {

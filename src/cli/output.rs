@@ -2,8 +2,12 @@
 
 use crate::error::{Error, Result};
 use crate::generate::GenerateSummary;
+use crate::goals::GoalDetails;
+use crate::goals::records::GoalRecord;
 use crate::import::ImportSummary;
+use crate::predict::{GoalDefinition, Prediction, format_micros};
 use crate::query::TableListing;
+use crate::segments::{Segment, SegmentCatalog};
 use crate::warehouse::Warehouse;
 
 /// Prints what an import did: as aligned text, or as one JSON object with `json`.
@@ -162,4 +166,261 @@ fn human_bytes(bytes: u64) -> String {
 
 fn plural(count: u64) -> &'static str {
     if count == 1 { "" } else { "s" }
+}
+
+/// Prints a goal's prediction: the count and interval, quality, buckets and top features.
+pub fn print_prediction(
+    goal: &GoalDefinition,
+    prediction: &Prediction,
+    saved: Option<&GoalRecord>,
+    format: &str,
+) -> Result<()> {
+    match format {
+        "json" => {
+            let value =
+                serde_json::json!({ "goal": goal, "saved": saved, "prediction": prediction });
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            return Ok(());
+        }
+        "text" => {}
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "invalid --format {other:?}: use text or json"
+            )));
+        }
+    }
+    let quality = &prediction.quality;
+    if let Some(record) = saved {
+        println!(
+            "Created goal {} (see `goalcast goal show {}`)",
+            record.goal_id, record.goal_id
+        );
+    }
+    println!(
+        "Goal {:?}: {} {} in segment {} from {} through {} ({})",
+        goal.name,
+        goal.direction.as_str(),
+        goal.event_names.join(" or "),
+        goal.segment,
+        format_micros(goal.start_micros),
+        goal.end_date,
+        goal.time_zone
+    );
+    if let Some(filter) = &goal.event_filter {
+        println!("  event filter: {filter}");
+    }
+    println!(
+        "  predicted: {:.0} of {} target users perform the events (90% interval {:.0} to {:.0})",
+        prediction.predicted_count,
+        thousands(prediction.target_users),
+        prediction.interval_low,
+        prediction.interval_high
+    );
+    println!(
+        "\nModel quality (held-out window starting {})",
+        quality.cutoffs[0]
+    );
+    println!(
+        "  training rows {} ({} positive) from {} windows",
+        thousands(quality.training_rows),
+        thousands(quality.training_positives),
+        quality.cutoffs.len()
+    );
+    let auc = quality
+        .auc
+        .map_or("n/a".to_string(), |auc| format!("{auc:.3}"));
+    println!(
+        "  AUC {auc}   log loss {:.4}   Brier {:.4}",
+        quality.log_loss, quality.brier
+    );
+    for backtest in &quality.backtests {
+        println!(
+            "  backtest {}: predicted {:.0}, actual {} ({:+.1}%)",
+            backtest.cutoff,
+            backtest.predicted_count,
+            thousands(backtest.actual_count),
+            100.0 * backtest.relative_error
+        );
+    }
+    println!("  calibration by decile (mean predicted / observed):");
+    let cells: Vec<String> = quality
+        .calibration
+        .iter()
+        .map(|bin| format!("{:.2}/{:.2}", bin.mean_predicted, bin.observed_rate))
+        .collect();
+    println!("    {}", cells.join("  "));
+    println!("\nIntent buckets");
+    for bucket in &prediction.buckets {
+        println!(
+            "  {:<18}{:>10} users  mean probability {:.3}  expected {:.0}",
+            bucket.bucket,
+            thousands(bucket.users),
+            bucket.mean_probability,
+            bucket.expected_performers
+        );
+    }
+    println!("\nTop features (odds ratio per standard deviation)");
+    let mut ratios = quality.odds_ratios.clone();
+    ratios.sort_by(|a, b| b.1.ln().abs().total_cmp(&a.1.ln().abs()));
+    for (name, ratio) in ratios.iter().take(6) {
+        println!("  {name:<34}{ratio:>8.2}");
+    }
+    Ok(())
+}
+
+fn check_format(format: &str) -> Result<bool> {
+    match format {
+        "json" => Ok(true),
+        "text" => Ok(false),
+        other => Err(Error::InvalidArgument(format!(
+            "invalid --format {other:?}: use text or json"
+        ))),
+    }
+}
+
+/// Prints one line per goal.
+pub fn print_goal_list(goals: &[GoalRecord], format: &str) -> Result<()> {
+    if check_format(format)? {
+        println!("{}", serde_json::to_string_pretty(goals)?);
+        return Ok(());
+    }
+    if goals.is_empty() {
+        println!("No goals yet; create one with `goalcast goal create`.");
+        return Ok(());
+    }
+    println!(
+        "{:>4}  {:<24} {:<9} {:<20} {:>10} {:>10}  {:<10} events",
+        "id", "name", "status", "segment", "users", "predicted", "end date"
+    );
+    for goal in goals {
+        let events: Vec<String> = serde_json::from_str(&goal.event_names)?;
+        println!(
+            "{:>4}  {:<24} {:<9} {:<20} {:>10} {:>10.0}  {:<10} {}",
+            goal.goal_id,
+            truncate(&goal.name, 24),
+            goal.status,
+            truncate(&goal.segment, 20),
+            thousands(goal.target_users as u64),
+            goal.predicted_count,
+            goal.end_date,
+            events.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Prints a saved goal with its quality, buckets and predicted curve.
+pub fn print_goal_details(details: &GoalDetails, format: &str) -> Result<()> {
+    if check_format(format)? {
+        println!("{}", serde_json::to_string_pretty(details)?);
+        return Ok(());
+    }
+    let goal = &details.goal;
+    let events: Vec<String> = serde_json::from_str(&goal.event_names)?;
+    println!("Goal {} {:?} ({})", goal.goal_id, goal.name, goal.status);
+    println!(
+        "  {} {} in segment {}",
+        goal.direction,
+        events.join(" or "),
+        goal.segment
+    );
+    if let Some(filter) = &goal.event_filter {
+        println!("  event filter: {filter}");
+    }
+    println!(
+        "  from {} through {} ({})",
+        goal.start_time, goal.end_date, goal.time_zone
+    );
+    println!(
+        "  predicted: {:.0} of {} target users perform the events (90% interval {:.0} to {:.0})",
+        goal.predicted_count,
+        thousands(goal.target_users as u64),
+        goal.interval_low,
+        goal.interval_high
+    );
+    if let Some(run) = &details.model_run {
+        let auc = run.auc.map_or("n/a".to_string(), |auc| format!("{auc:.3}"));
+        println!(
+            "  model: {} training rows, AUC {auc}, log loss {:.4}, Brier {:.4}, backtest count error {:.1}% (RMS)",
+            thousands(run.training_rows as u64),
+            run.log_loss,
+            run.brier,
+            100.0 * run.count_error_rms
+        );
+    }
+    println!("\nIntent buckets");
+    for (bucket, users, mean, expected) in &details.buckets {
+        println!(
+            "  {bucket:<18}{:>10} users  mean probability {mean:.3}  expected {expected:.0}",
+            thousands(*users as u64)
+        );
+    }
+    if let (Some(first), Some(last)) = (details.curve.first(), details.curve.last()) {
+        println!(
+            "\nPredicted cumulative performers: {:.0} by {}, {:.0} by {} ({} days in goal_curves)",
+            first.expected_cumulative,
+            first.day,
+            last.expected_cumulative,
+            last.day,
+            details.curve.len()
+        );
+    }
+    Ok(())
+}
+
+/// Prints the segment names.
+pub fn print_segment_list(catalog: &SegmentCatalog, format: &str) -> Result<()> {
+    let names = catalog.names()?;
+    if check_format(format)? {
+        println!("{}", serde_json::to_string_pretty(&names)?);
+        return Ok(());
+    }
+    println!(
+        "Segments (built-in all_users, files in {}):",
+        catalog.folder().display()
+    );
+    for name in names {
+        println!("  {name}");
+    }
+    Ok(())
+}
+
+/// Prints a segment's size and sample.
+pub fn print_segment(
+    segment: &Segment,
+    as_of_micros: i64,
+    size: u64,
+    sample: &[String],
+    format: &str,
+) -> Result<()> {
+    if check_format(format)? {
+        let value = serde_json::json!({
+            "name": segment.name,
+            "as_of": format_micros(as_of_micros),
+            "users": size,
+            "sample": sample,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "Segment {} as of {}: {} users",
+        segment.name,
+        format_micros(as_of_micros),
+        thousands(size)
+    );
+    if !sample.is_empty() {
+        println!("  sample: {}", sample.join(", "));
+    }
+    Ok(())
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let mut short: String = text.chars().take(width - 1).collect();
+        short.push('…');
+        short
+    }
 }

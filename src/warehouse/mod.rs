@@ -35,6 +35,10 @@ pub fn encode_parquet_fast(
 /// The folder under the root where writes stage their files before they commit.
 pub const STAGING_DIR: &str = "_staging";
 
+/// Age after which a write that never committed counts as abandoned and its staged files are
+/// removed.
+pub const ABANDONED_WRITE_HOURS: i64 = 6;
+
 /// The default warehouse location when neither `--warehouse` nor `GOALCAST_WAREHOUSE` is set.
 pub const DEFAULT_WAREHOUSE: &str = "./warehouse";
 
@@ -221,11 +225,12 @@ impl Warehouse {
         Ok(names)
     }
 
-    /// Finishes commits that a crashed process left half-promoted and removes abandoned staging
-    /// files. Every command calls this before it reads or writes tables.
+    /// Finishes commits that a crashed process left half-promoted and removes the staged files
+    /// of writes abandoned more than [`ABANDONED_WRITE_HOURS`] hours ago. Every command calls
+    /// this before it reads or writes tables.
     ///
-    /// NOTE: this assumes a single writer per warehouse; a write staged by another process that
-    /// is still running would be removed.
+    /// NOTE: a write still running when another process calls this is safe only while it is
+    /// younger than that age; goalcast assumes one writer per warehouse at a time.
     pub async fn recover(&self) -> Result<()> {
         for table in self.table_names().await? {
             if let Some(manifest) = self.manifest(&table).await?
@@ -240,18 +245,24 @@ impl Warehouse {
             }
         }
         let staging = self.path(STAGING_DIR);
-        let leftovers = write::list_or_empty(self.store.as_ref(), &staging).await?;
-        if !leftovers.is_empty() {
+        let cutoff = chrono::Utc::now() - chrono::Duration::hours(ABANDONED_WRITE_HOURS);
+        let mut removed = 0;
+        for object in write::list_or_empty(self.store.as_ref(), &staging).await? {
+            let relative = self.relative(&object.location);
+            let write_id = relative.split('/').nth(1).unwrap_or_default();
+            if write::write_started_before(write_id, cutoff) {
+                delete_if_exists(self.store.as_ref(), &object.location).await?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
             tracing::info!(
-                files = leftovers.len(),
-                "removing files of an abandoned write"
+                files = removed,
+                "removed the staged files of abandoned writes"
             );
-        }
-        for object in leftovers {
-            delete_if_exists(self.store.as_ref(), &object.location).await?;
-        }
-        if let Some(local) = self.local_folder() {
-            write::remove_empty_folders(&local.join(STAGING_DIR), true);
+            if let Some(local) = self.local_folder() {
+                write::remove_empty_folders(&local.join(STAGING_DIR), true);
+            }
         }
         Ok(())
     }

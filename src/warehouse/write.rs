@@ -256,6 +256,18 @@ pub fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch], level: i32) ->
     Ok(writer.into_inner()?)
 }
 
+/// Returns whether the write `write_id` (which starts with its UTC start time) began before
+/// `cutoff`; ids that do not parse count as old.
+pub(super) fn write_started_before(write_id: &str, cutoff: chrono::DateTime<chrono::Utc>) -> bool {
+    let started = write_id
+        .get(..15)
+        .and_then(|text| chrono::NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S").ok());
+    match started {
+        Some(started) => started.and_utc() < cutoff,
+        None => true,
+    }
+}
+
 pub(crate) async fn list_or_empty(
     store: &dyn ObjectStore,
     prefix: &object_store::path::Path,

@@ -1,0 +1,758 @@
+//! Instant prediction for a goal: honest-in-time training, backtests, scoring and buckets.
+//!
+//! For a goal starting at S with horizon H, training rows come from cutoffs c_k = S - H - k·step
+//! (step = min(H, 30 days)): the segment is evaluated at c_k, features read events before c_k,
+//! and the label is a goal event in [c_k, c_k + H). Every label window therefore ends at or
+//! before S, and no event at or after S is read. The most recent cutoff is held out to measure
+//! quality; up to three backtests (each cutoff predicted by a model of the older ones) give the
+//! model's relative count error, which widens the interval. The final model is fitted on every
+//! cutoff and scores the target group: the segment's users at S, with features at S.
+
+pub mod features;
+pub mod metrics;
+pub mod model;
+
+use std::collections::HashMap;
+
+use chrono::{NaiveDate, TimeZone};
+use chrono_tz::Tz;
+use datafusion::prelude::SessionContext;
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::segments::SegmentCatalog;
+use metrics::CalibrationBin;
+use model::{FEATURE_NAMES, FittedModel};
+
+const MICROS_PER_DAY: f64 = 86_400_000_000.0;
+
+/// Whether the goal wants users to perform its events or to avoid them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Maximize,
+    Minimize,
+}
+
+impl std::str::FromStr for Direction {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "maximize" => Ok(Direction::Maximize),
+            "minimize" => Ok(Direction::Minimize),
+            other => Err(Error::InvalidArgument(format!(
+                "invalid direction {other:?}: use maximize or minimize"
+            ))),
+        }
+    }
+}
+
+impl Direction {
+    /// Returns the name used in tables and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Maximize => "maximize",
+            Direction::Minimize => "minimize",
+        }
+    }
+}
+
+/// What a goal asks, independent of how it is stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GoalDefinition {
+    pub name: String,
+    pub segment: String,
+    /// A user performs the goal's events by performing any of these.
+    pub event_names: Vec<String>,
+    /// An SQL condition on event columns, such as `amount >= 20`.
+    pub event_filter: Option<String>,
+    pub direction: Direction,
+    /// Last day of the goal, inclusive, in `time_zone`.
+    pub end_date: NaiveDate,
+    pub time_zone: String,
+    /// Start of the goal, UTC microseconds.
+    pub start_micros: i64,
+}
+
+impl GoalDefinition {
+    /// Returns the zone of the end date.
+    pub fn zone(&self) -> Result<Tz> {
+        crate::import::time::parse_time_zone(&self.time_zone)
+    }
+
+    /// Returns the first instant after the goal, UTC microseconds: midnight after the end date.
+    pub fn end_micros(&self) -> Result<i64> {
+        let next_day = self.end_date.succ_opt().ok_or_else(|| {
+            Error::InvalidArgument(format!("end date {} is out of range", self.end_date))
+        })?;
+        local_midnight_micros(next_day, self.zone()?)
+    }
+
+    /// Returns the horizon in microseconds, failing when the end is not after the start.
+    pub fn horizon_micros(&self) -> Result<i64> {
+        let horizon = self.end_micros()? - self.start_micros;
+        if horizon <= 0 {
+            return Err(Error::InvalidArgument(format!(
+                "end date {} ({}) is not after the start {}; pick a later end date",
+                self.end_date,
+                self.time_zone,
+                format_micros(self.start_micros)
+            )));
+        }
+        Ok(horizon)
+    }
+}
+
+/// Returns midnight at the start of `date` in `zone`, as UTC microseconds.
+pub fn local_midnight_micros(date: NaiveDate, zone: Tz) -> Result<i64> {
+    let naive = date.and_hms_opt(0, 0, 0).expect("midnight exists");
+    zone.from_local_datetime(&naive)
+        .earliest()
+        .or_else(|| {
+            zone.from_local_datetime(&(naive + chrono::Duration::hours(1)))
+                .earliest()
+        })
+        .map(|time| time.timestamp_micros())
+        .ok_or_else(|| {
+            Error::InvalidArgument(format!("midnight of {date} does not exist in {zone}"))
+        })
+}
+
+/// Formats UTC microseconds as RFC 3339.
+pub fn format_micros(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// How users are split into intent buckets by their probability of achieving the goal.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum BucketCuts {
+    /// By rank: Most Likely from the `upper` percentile up, Least Likely below `lower`.
+    Percentiles { upper: f64, lower: f64 },
+    /// By probability: Most Likely at `upper` or above, Least Likely below `lower`.
+    Probabilities { upper: f64, lower: f64 },
+}
+
+impl Default for BucketCuts {
+    fn default() -> Self {
+        BucketCuts::Percentiles {
+            upper: 200.0 / 3.0,
+            lower: 100.0 / 3.0,
+        }
+    }
+}
+
+impl std::str::FromStr for BucketCuts {
+    type Err = Error;
+
+    /// Parses `tertiles`, `percentiles:UPPER,LOWER` (0-100) or `probabilities:UPPER,LOWER` (0-1).
+    fn from_str(text: &str) -> Result<Self> {
+        let invalid = || {
+            Error::InvalidArgument(format!(
+                "invalid bucket cuts {text:?}: use tertiles, percentiles:UPPER,LOWER (e.g. \
+                 percentiles:80,40) or probabilities:UPPER,LOWER (e.g. probabilities:0.5,0.2)"
+            ))
+        };
+        if text == "tertiles" {
+            return Ok(BucketCuts::default());
+        }
+        let (kind, values) = text.split_once(':').ok_or_else(invalid)?;
+        let (upper, lower) = values.split_once(',').ok_or_else(invalid)?;
+        let upper: f64 = upper.trim().parse().map_err(|_| invalid())?;
+        let lower: f64 = lower.trim().parse().map_err(|_| invalid())?;
+        let limit = match kind {
+            "percentiles" => 100.0,
+            "probabilities" => 1.0,
+            _ => return Err(invalid()),
+        };
+        if !(0.0..=limit).contains(&lower) || !(0.0..=limit).contains(&upper) || lower > upper {
+            return Err(invalid());
+        }
+        Ok(if kind == "percentiles" {
+            BucketCuts::Percentiles { upper, lower }
+        } else {
+            BucketCuts::Probabilities { upper, lower }
+        })
+    }
+}
+
+/// Settings of the prediction.
+#[derive(Debug, Clone)]
+pub struct PredictOptions {
+    /// Fewest positive and negative training examples accepted.
+    pub min_positives: usize,
+    pub min_negatives: usize,
+    /// Most training cutoffs used.
+    pub max_cutoffs: usize,
+    /// Days of history needed before the earliest cutoff.
+    pub min_history_days: f64,
+    pub buckets: BucketCuts,
+    /// L2 penalty of the logistic regression.
+    pub l2: f64,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        PredictOptions {
+            min_positives: 100,
+            min_negatives: 100,
+            max_cutoffs: 6,
+            min_history_days: 30.0,
+            buckets: BucketCuts::default(),
+            l2: 1.0,
+        }
+    }
+}
+
+/// The intent buckets, from most to least likely to achieve the goal.
+pub const BUCKETS: [&str; 3] = ["Most Likely", "Moderately Likely", "Least Likely"];
+
+/// One target user's prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserPrediction {
+    pub user_id: String,
+    /// Probability of performing the goal's events before the end.
+    pub probability: f64,
+    /// Probability of achieving the goal: `probability` for maximize, its complement for
+    /// minimize.
+    pub achieve_probability: f64,
+    /// Percentile rank of `achieve_probability` in the target group, 0 to 100.
+    pub score: u8,
+    pub bucket: &'static str,
+}
+
+/// Counts and expected performers of one bucket.
+#[derive(Debug, Clone, Serialize)]
+pub struct BucketSummary {
+    pub bucket: &'static str,
+    pub users: u64,
+    pub mean_probability: f64,
+    pub expected_performers: f64,
+}
+
+/// A backtest: one cutoff predicted by a model of the older cutoffs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Backtest {
+    pub cutoff: String,
+    pub users: u64,
+    pub predicted_count: f64,
+    pub actual_count: u64,
+    pub relative_error: f64,
+}
+
+/// Quality of the model, measured on the held-out most recent cutoff.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelQuality {
+    pub training_rows: u64,
+    pub training_positives: u64,
+    pub cutoffs: Vec<String>,
+    pub holdout_rows: u64,
+    pub auc: Option<f64>,
+    pub log_loss: f64,
+    pub brier: f64,
+    pub calibration: Vec<CalibrationBin>,
+    pub backtests: Vec<Backtest>,
+    /// Root mean square of the backtests' relative count errors.
+    pub count_error_rms: f64,
+    /// Odds ratio of a one-standard-deviation increase of each input.
+    pub odds_ratios: Vec<(String, f64)>,
+}
+
+/// The expected number of users who have performed the events by the end of each goal day.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurvePoint {
+    /// Calendar day in the goal's time zone.
+    pub day: NaiveDate,
+    pub expected_cumulative: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// A goal's prediction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prediction {
+    pub target_users: u64,
+    /// Expected number of target users who perform the events before the end.
+    pub predicted_count: f64,
+    /// 90% interval of that number.
+    pub interval_low: f64,
+    pub interval_high: f64,
+    /// Expected number of users who achieve the goal (equal to `predicted_count` for
+    /// maximize, the rest of the group for minimize).
+    pub predicted_achievers: f64,
+    pub quality: ModelQuality,
+    pub buckets: Vec<BucketSummary>,
+    pub curve: Vec<CurvePoint>,
+    #[serde(skip)]
+    pub users: Vec<UserPrediction>,
+    #[serde(skip)]
+    pub model: FittedModel,
+}
+
+/// One cutoff's training rows.
+struct Cutoff {
+    at_micros: i64,
+    inputs: Vec<[f64; FEATURE_NAMES.len()]>,
+    outcomes: Vec<bool>,
+    days_to_first: Vec<f64>,
+}
+
+/// Predicts `goal` from the warehouse tables registered in `ctx`.
+pub async fn predict(
+    ctx: &SessionContext,
+    catalog: &SegmentCatalog,
+    goal: &GoalDefinition,
+    options: &PredictOptions,
+) -> Result<Prediction> {
+    let segment = catalog.load(&goal.segment)?;
+    register_goal_events(ctx, goal).await?;
+    let horizon = goal.horizon_micros()?;
+    let horizon_days = horizon as f64 / MICROS_PER_DAY;
+    let first_event = first_event_micros(ctx).await?;
+    let cutoffs = plan_cutoffs(goal.start_micros, horizon, first_event, options)?;
+    tracing::info!(
+        cutoffs = cutoffs.len(),
+        horizon_days,
+        "planned training cutoffs"
+    );
+
+    let mut training = Vec::new();
+    for &at in &cutoffs {
+        let snapshot = features::snapshot(ctx, &segment, at).await?;
+        let first = features::first_events(ctx, at, at + horizon).await?;
+        let mut cutoff = Cutoff {
+            at_micros: at,
+            inputs: Vec::with_capacity(snapshot.user_ids.len()),
+            outcomes: Vec::with_capacity(snapshot.user_ids.len()),
+            days_to_first: Vec::new(),
+        };
+        for (user, raw) in snapshot.user_ids.iter().zip(&snapshot.features) {
+            cutoff.inputs.push(raw.to_vector(horizon_days));
+            let days = first.get(user);
+            cutoff.outcomes.push(days.is_some());
+            if let Some(&days) = days {
+                cutoff.days_to_first.push(days);
+            }
+        }
+        tracing::info!(
+            cutoff = format_micros(at),
+            users = cutoff.outcomes.len(),
+            positives = cutoff.days_to_first.len(),
+            "read training cutoff"
+        );
+        training.push(cutoff);
+    }
+    check_sufficiency(goal, &training, options)?;
+
+    let quality = evaluate(&training, options)?;
+    let all: Vec<&Cutoff> = training.iter().collect();
+    let (inputs, outcomes) = stack(&all);
+    let model = model::fit(&inputs, &outcomes, options.l2)?;
+
+    let target = features::snapshot(ctx, &segment, goal.start_micros).await?;
+    if target.user_ids.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "segment {:?} has no users at {}; pick a larger segment or a later start",
+            goal.segment,
+            format_micros(goal.start_micros)
+        )));
+    }
+    let target_inputs = to_matrix(
+        &target
+            .features
+            .iter()
+            .map(|raw| raw.to_vector(horizon_days))
+            .collect::<Vec<_>>(),
+    );
+    let probabilities = model.predict(&target_inputs);
+    let users = score_users(
+        target.user_ids,
+        &probabilities,
+        goal.direction,
+        options.buckets,
+    );
+    let predicted_count: f64 = probabilities.iter().sum();
+    let bernoulli_variance: f64 = probabilities.iter().map(|p| p * (1.0 - p)).sum();
+    let model_variance = (quality.count_error_rms * predicted_count).powi(2);
+    let half_width = 1.645 * (bernoulli_variance + model_variance).sqrt();
+    let target_users = users.len() as u64;
+    let interval_low = (predicted_count - half_width).max(0.0);
+    let interval_high = (predicted_count + half_width).min(target_users as f64);
+    let days_to_first: Vec<f64> = training
+        .iter()
+        .flat_map(|c| c.days_to_first.clone())
+        .collect();
+    let curve = daily_curve(
+        goal,
+        &days_to_first,
+        predicted_count,
+        interval_low,
+        interval_high,
+    )?;
+    let predicted_achievers = match goal.direction {
+        Direction::Maximize => predicted_count,
+        Direction::Minimize => target_users as f64 - predicted_count,
+    };
+    Ok(Prediction {
+        target_users,
+        predicted_count,
+        interval_low,
+        interval_high,
+        predicted_achievers,
+        buckets: summarize_buckets(&users),
+        quality: ModelQuality {
+            odds_ratios: model.odds_ratios(),
+            ..quality
+        },
+        curve,
+        users,
+        model,
+    })
+}
+
+/// Registers `goal_events`: the events that count for the goal.
+async fn register_goal_events(ctx: &SessionContext, goal: &GoalDefinition) -> Result<()> {
+    if goal.event_names.is_empty() {
+        return Err(Error::InvalidArgument(
+            "a goal needs at least one event name".into(),
+        ));
+    }
+    let known = distinct_event_names(ctx).await?;
+    for name in &goal.event_names {
+        if !known.contains(name) {
+            return Err(Error::InvalidArgument(format!(
+                "event {name:?} does not occur in the events table; known events: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    let names = goal
+        .event_names
+        .iter()
+        .map(|name| format!("'{}'", name.replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = match &goal.event_filter {
+        Some(filter) => {
+            if filter.contains(';') {
+                return Err(Error::InvalidArgument(format!(
+                    "invalid event filter {filter:?}: give one SQL condition without ';'"
+                )));
+            }
+            format!(" AND ({filter})")
+        }
+        None => String::new(),
+    };
+    let sql = format!("SELECT * FROM events WHERE event_name IN ({names}){filter}");
+    let view = ctx.sql(&sql).await.map_err(|error| {
+        Error::InvalidArgument(format!(
+            "invalid event filter {:?}: {error}; write an SQL condition on the events columns \
+             user_id, event_name, event_time, amount, properties, event_date",
+            goal.event_filter.as_deref().unwrap_or("")
+        ))
+    })?;
+    ctx.deregister_table("goal_events")?;
+    ctx.register_table("goal_events", view.into_view())?;
+    Ok(())
+}
+
+/// Returns the distinct event names of the events table, sorted.
+pub async fn distinct_event_names(ctx: &SessionContext) -> Result<Vec<String>> {
+    let batches = ctx
+        .sql("SELECT DISTINCT event_name FROM events ORDER BY event_name")
+        .await
+        .map_err(|error| {
+            Error::InvalidArgument(format!(
+                "cannot read the events table ({error}); import events first"
+            ))
+        })?
+        .collect()
+        .await?;
+    let mut names = Vec::new();
+    for batch in &batches {
+        let column = arrow::compute::cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
+        let column = arrow::array::AsArray::as_string::<i32>(&column);
+        names.extend(column.iter().flatten().map(str::to_string));
+    }
+    Ok(names)
+}
+
+async fn first_event_micros(ctx: &SessionContext) -> Result<i64> {
+    let batches = ctx
+        .sql("SELECT min(event_time) FROM events")
+        .await?
+        .collect()
+        .await?;
+    let column = arrow::compute::cast(
+        batches[0].column(0),
+        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+    )?;
+    let column =
+        arrow::array::AsArray::as_primitive::<arrow::datatypes::TimestampMicrosecondType>(&column);
+    if arrow::array::Array::is_null(column, 0) {
+        return Err(Error::InvalidArgument(
+            "the events table is empty; import events first".into(),
+        ));
+    }
+    Ok(column.value(0))
+}
+
+/// Returns the training cutoffs, most recent first.
+fn plan_cutoffs(
+    start: i64,
+    horizon: i64,
+    first_event: i64,
+    options: &PredictOptions,
+) -> Result<Vec<i64>> {
+    let step = horizon.min((30.0 * MICROS_PER_DAY) as i64);
+    let min_history = (options.min_history_days * MICROS_PER_DAY) as i64;
+    let cutoffs: Vec<i64> = (0..options.max_cutoffs as i64)
+        .map(|k| start - horizon - k * step)
+        .take_while(|&cutoff| cutoff - min_history >= first_event)
+        .collect();
+    if cutoffs.len() < 2 {
+        let needed = first_event + min_history + horizon + step;
+        let days = (horizon as f64 / MICROS_PER_DAY).round();
+        return Err(Error::InvalidArgument(format!(
+            "not enough history for an honest {days}-day prediction: events start {}, and \
+             training needs two windows of the goal's length ending by the start, each after \
+             {} days of history, so the start must be on or after {}; choose an earlier end \
+             date (a shorter goal) or a later start",
+            format_micros(first_event),
+            options.min_history_days,
+            format_micros(needed)
+        )));
+    }
+    Ok(cutoffs)
+}
+
+fn check_sufficiency(
+    goal: &GoalDefinition,
+    training: &[Cutoff],
+    options: &PredictOptions,
+) -> Result<()> {
+    let rows: usize = training.iter().map(|c| c.outcomes.len()).sum();
+    let positives: usize = training.iter().map(|c| c.days_to_first.len()).sum();
+    let negatives = rows - positives;
+    if positives >= options.min_positives && negatives >= options.min_negatives {
+        return Ok(());
+    }
+    let suggestion = if positives < options.min_positives {
+        "broaden the events (more event names or a looser filter), pick a larger segment, or \
+         lower --min-positives"
+    } else {
+        "pick a segment where some users do not perform the events, or lower --min-negatives"
+    };
+    Err(Error::InvalidArgument(format!(
+        "too little history to predict goal {:?}: the {} training windows hold {rows} users, \
+         {positives} who performed {} and {negatives} who did not; at least {} of each are \
+         needed. To fix: {suggestion}",
+        goal.name,
+        training.len(),
+        goal.event_names.join(" or "),
+        options.min_positives.max(options.min_negatives),
+    )))
+}
+
+/// Measures quality on the held-out cutoff and backtests the count on up to three cutoffs.
+fn evaluate(training: &[Cutoff], options: &PredictOptions) -> Result<ModelQuality> {
+    let mut backtests = Vec::new();
+    let mut holdout = None;
+    for k in 0..training.len().saturating_sub(1).min(3) {
+        let older: Vec<&Cutoff> = training[k + 1..].iter().collect();
+        let (inputs, outcomes) = stack(&older);
+        if outcomes.iter().all(|&o| o) || outcomes.iter().all(|&o| !o) {
+            continue;
+        }
+        let model = model::fit(&inputs, &outcomes, options.l2)?;
+        let held = &training[k];
+        let probabilities = model.predict(&to_matrix(&held.inputs));
+        let predicted: f64 = probabilities.iter().sum();
+        let actual = held.days_to_first.len() as u64;
+        backtests.push(Backtest {
+            cutoff: format_micros(held.at_micros),
+            users: held.outcomes.len() as u64,
+            predicted_count: predicted,
+            actual_count: actual,
+            relative_error: (predicted - actual as f64) / (actual as f64).max(1.0),
+        });
+        if k == 0 {
+            holdout = Some((probabilities, held.outcomes.clone()));
+        }
+    }
+    let (probabilities, outcomes) = holdout.ok_or_else(|| {
+        Error::InvalidArgument(
+            "the older training windows hold only one outcome, so the model cannot be \
+             validated; choose a longer history or broader events"
+                .into(),
+        )
+    })?;
+    let count_error_rms = (backtests
+        .iter()
+        .map(|b| b.relative_error.powi(2))
+        .sum::<f64>()
+        / backtests.len().max(1) as f64)
+        .sqrt();
+    Ok(ModelQuality {
+        training_rows: training.iter().map(|c| c.outcomes.len() as u64).sum(),
+        training_positives: training.iter().map(|c| c.days_to_first.len() as u64).sum(),
+        cutoffs: training
+            .iter()
+            .map(|c| format_micros(c.at_micros))
+            .collect(),
+        holdout_rows: outcomes.len() as u64,
+        auc: metrics::auc(&probabilities, &outcomes),
+        log_loss: metrics::log_loss(&probabilities, &outcomes),
+        brier: metrics::brier(&probabilities, &outcomes),
+        calibration: metrics::calibration(&probabilities, &outcomes),
+        backtests,
+        count_error_rms,
+        odds_ratios: Vec::new(),
+    })
+}
+
+fn stack(cutoffs: &[&Cutoff]) -> (Array2<f64>, Vec<bool>) {
+    let rows: Vec<[f64; FEATURE_NAMES.len()]> = cutoffs
+        .iter()
+        .flat_map(|c| c.inputs.iter().copied())
+        .collect();
+    let outcomes = cutoffs
+        .iter()
+        .flat_map(|c| c.outcomes.iter().copied())
+        .collect();
+    (to_matrix(&rows), outcomes)
+}
+
+fn to_matrix(rows: &[[f64; FEATURE_NAMES.len()]]) -> Array2<f64> {
+    let flat: Vec<f64> = rows.iter().flat_map(|row| row.iter().copied()).collect();
+    Array2::from_shape_vec((rows.len(), FEATURE_NAMES.len()), flat).expect("rows have equal length")
+}
+
+/// Scores and buckets users by their probability of achieving the goal.
+fn score_users(
+    user_ids: Vec<String>,
+    probabilities: &[f64],
+    direction: Direction,
+    cuts: BucketCuts,
+) -> Vec<UserPrediction> {
+    let achieve: Vec<f64> = probabilities
+        .iter()
+        .map(|&p| {
+            if direction == Direction::Maximize {
+                p
+            } else {
+                1.0 - p
+            }
+        })
+        .collect();
+    let n = achieve.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    // Ties break by user id so that buckets do not depend on input order.
+    order.sort_by(|&a, &b| {
+        achieve[a]
+            .total_cmp(&achieve[b])
+            .then_with(|| user_ids[a].cmp(&user_ids[b]))
+    });
+    let mut percentile = vec![0.0; n];
+    for (rank, &index) in order.iter().enumerate() {
+        percentile[index] = if n > 1 {
+            100.0 * rank as f64 / (n - 1) as f64
+        } else {
+            100.0
+        };
+    }
+    user_ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, user_id)| {
+            let bucket = match cuts {
+                BucketCuts::Percentiles { upper, lower } => bucket_of(percentile[i], upper, lower),
+                BucketCuts::Probabilities { upper, lower } => bucket_of(achieve[i], upper, lower),
+            };
+            UserPrediction {
+                user_id,
+                probability: probabilities[i],
+                achieve_probability: achieve[i],
+                score: percentile[i].round() as u8,
+                bucket,
+            }
+        })
+        .collect()
+}
+
+fn bucket_of(value: f64, upper: f64, lower: f64) -> &'static str {
+    if value >= upper {
+        BUCKETS[0]
+    } else if value >= lower {
+        BUCKETS[1]
+    } else {
+        BUCKETS[2]
+    }
+}
+
+fn summarize_buckets(users: &[UserPrediction]) -> Vec<BucketSummary> {
+    BUCKETS
+        .iter()
+        .map(|&bucket| {
+            let members: Vec<&UserPrediction> =
+                users.iter().filter(|u| u.bucket == bucket).collect();
+            let expected: f64 = members.iter().map(|u| u.probability).sum();
+            BucketSummary {
+                bucket,
+                users: members.len() as u64,
+                mean_probability: expected / members.len().max(1) as f64,
+                expected_performers: expected,
+            }
+        })
+        .collect()
+}
+
+/// Spreads the predicted count over the goal's days with the time-to-first-event distribution
+/// of the training windows.
+fn daily_curve(
+    goal: &GoalDefinition,
+    days_to_first: &[f64],
+    predicted: f64,
+    low: f64,
+    high: f64,
+) -> Result<Vec<CurvePoint>> {
+    let zone = goal.zone()?;
+    let mut sorted = days_to_first.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let start_day = chrono::DateTime::from_timestamp_micros(goal.start_micros)
+        .expect("start is in range")
+        .with_timezone(&zone)
+        .date_naive();
+    let mut points = Vec::new();
+    let mut day = start_day;
+    while day <= goal.end_date {
+        let day_end = local_midnight_micros(day.succ_opt().expect("in range"), zone)?;
+        let elapsed_days = (day_end - goal.start_micros) as f64 / MICROS_PER_DAY;
+        let share = if sorted.is_empty() {
+            0.0
+        } else {
+            sorted.partition_point(|&d| d < elapsed_days) as f64 / sorted.len() as f64
+        };
+        points.push(CurvePoint {
+            day,
+            expected_cumulative: predicted * share,
+            low: low * share,
+            high: high * share,
+        });
+        day = day.succ_opt().expect("in range");
+    }
+    Ok(points)
+}
+
+/// Returns the index of each user id, for joining predictions with other rows.
+pub fn index_users(users: &[UserPrediction]) -> HashMap<&str, usize> {
+    users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (u.user_id.as_str(), i))
+        .collect()
+}
