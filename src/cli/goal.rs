@@ -20,7 +20,7 @@ pub enum GoalCommand {
     Create {
         #[command(flatten)]
         goal: GoalArgs,
-        /// Most goals that may be active at once in the warehouse.
+        /// Maximum number of active goals in the warehouse.
         #[arg(long, env = "GOALCAST_MAX_ACTIVE_GOALS", default_value_t = crate::goals::DEFAULT_MAX_ACTIVE_GOALS)]
         max_active_goals: usize,
     },
@@ -101,10 +101,10 @@ pub struct GoalArgs {
     /// Bucket cut points: tertiles, percentiles:UPPER,LOWER or probabilities:UPPER,LOWER.
     #[arg(long, default_value = "tertiles")]
     pub buckets: String,
-    /// Fewest users who performed the events in the training windows.
+    /// Minimum number of users who performed the events in the training windows.
     #[arg(long, default_value_t = 100)]
     pub min_positives: usize,
-    /// Fewest users who did not perform the events in the training windows.
+    /// Minimum number of users who did not perform the events in the training windows.
     #[arg(long, default_value_t = 100)]
     pub min_negatives: usize,
     /// Most training windows (one per cutoff, 30 days apart at most) used to fit the model.

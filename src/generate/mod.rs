@@ -1,8 +1,8 @@
 //! `goalcast generate`: a synthetic warehouse whose event probabilities are known.
 //!
-//! Every user gets latent traits drawn from a per-user random stream (so the output depends on
-//! the seed and sizes, never on the thread count): a signup time, a city, a platform, an
-//! activity level, a purchase intent and a lifetime that ends in churn. Each event type is a
+//! Every user gets latent traits: a signup time, a city, a platform, an activity level, a
+//! purchase intent and a lifetime that ends in churn. They are drawn from a per-user random
+//! stream, so the output depends on the seed and sizes but not on the thread count. Each event type is a
 //! Poisson process whose rate is the user's rate times a daily seasonality factor, running from
 //! signup (or the first generated day) until churn; app users may emit `App Uninstalled` at
 //! churn. The `truth` and `truth_calendar` tables record those rates and factors, so the true
@@ -25,7 +25,7 @@ pub use model::{Calendar, EVENT_NAMES, UserTraits};
 /// Users generated and written together; bounds memory to one chunk's events per worker.
 const CHUNK_USERS: u64 = 250_000;
 
-/// What to generate.
+/// Sizes and seed of a generated warehouse.
 #[derive(Debug, Clone)]
 pub struct GeneratorConfig {
     pub users: u64,
@@ -35,7 +35,7 @@ pub struct GeneratorConfig {
     pub start_date: NaiveDate,
 }
 
-/// What `generate` wrote.
+/// Counts of what `generate` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct GenerateSummary {
     pub users: u64,

@@ -5,7 +5,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Beta, Distribution, Exp, Gamma, LogNormal, Poisson};
 
-/// Event names in the order of [`EventKind`].
+/// Event names; a generated event's kind is its index here.
 pub const EVENT_NAMES: [&str; 5] = [
     "App Launched",
     "Product Viewed",

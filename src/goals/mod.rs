@@ -1,8 +1,8 @@
 //! Saved goals: creating them from a prediction, listing, showing and archiving.
 //!
 //! A goal's rows live in five tables. `target_groups`, `predictions`, `model_runs` and
-//! `goal_curves` are partitioned by `goal_id`, and each goal writes its own partitions first;
-//! the goal exists once its row is committed to `goals`, which is written last. A crash in
+//! `goal_curves` are partitioned by `goal_id`, and each goal writes its own partitions first.
+//! The goal exists once its row is committed to `goals`, which is written last. A crash in
 //! between leaves partitions that no goal row refers to, and the next goal with that id
 //! replaces them.
 

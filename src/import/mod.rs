@@ -33,7 +33,7 @@ use crate::warehouse::{Replace, TableWrite, Warehouse};
 pub use normalize::{EventMapping, EventNameSource, RejectReason, Rejections};
 pub use source::{Delimiter, SourceFormat, SourceOptions};
 
-/// What an import did, for the summary line and `--format json`.
+/// Counts of an import's work, for the summary and `--output-format json`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ImportSummary {
     pub table: String,

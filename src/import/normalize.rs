@@ -23,7 +23,7 @@ use super::time::{TimeFormat, epoch_to_micros, local_to_micros, parse_time_text}
 use crate::error::{Error, Result};
 use crate::schema::{EVENT_DATE, EVENTS_SCHEMA, UTC};
 
-/// Where each events column comes from in the source files.
+/// The source columns of each events column.
 #[derive(Debug, Clone)]
 pub struct EventMapping {
     pub user_id_column: String,
@@ -46,7 +46,7 @@ pub enum EventNameSource {
     Constant(String),
 }
 
-/// Why a source row was not imported.
+/// The reason a source row was not imported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum RejectReason {
     MissingUserId,

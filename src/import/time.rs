@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 
 use crate::error::{Error, Result};
 
-/// How the time column of a source is written.
+/// The notation of a source's time column.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TimeFormat {
     /// RFC 3339 / ISO 8601 date-times (with or without an offset) and `YYYY-MM-DD` dates.

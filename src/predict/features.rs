@@ -56,7 +56,7 @@ pub async fn snapshot(ctx: &SessionContext, segment: &Segment, at_micros: i64) -
     for batch in &batches {
         read_features(batch, &mut user_ids, &mut features)?;
     }
-    // Sorted by user id, so training sees the same rows in the same order however the query
+    // Sorted by user id, so training gets the same rows in the same order however the query
     // partitioned its work; the fit is then reproducible to the last bit.
     let mut order: Vec<usize> = (0..user_ids.len()).collect();
     order.sort_by(|&a, &b| user_ids[a].cmp(&user_ids[b]));

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 /// One decile of a calibration table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CalibrationBin {
-    /// 1 holds the lowest predicted probabilities, 10 the highest.
+    /// Decile number: 1 for the lowest predicted probabilities, 10 for the highest.
     pub decile: u32,
     pub users: u64,
     pub mean_predicted: f64,

@@ -4,8 +4,8 @@
 //! (step = min(H, 30 days)): the segment is evaluated at c_k, features read events before c_k,
 //! and the label is a goal event in [c_k, c_k + H). Every label window therefore ends at or
 //! before S, and no event at or after S is read. The most recent cutoff is held out to measure
-//! quality; up to three backtests (each cutoff predicted by a model of the older ones) give the
-//! model's relative count error, which widens the interval. The final model is fitted on every
+//! quality. Up to three backtests predict a cutoff with a model of the older ones, and their
+//! relative count error widens the interval. The final model is fitted on every
 //! cutoff and scores the target group: the segment's users at S, with features at S.
 
 pub mod features;
@@ -59,7 +59,7 @@ impl Direction {
     }
 }
 
-/// What a goal asks, independent of how it is stored.
+/// The definition of a goal, independent of its storage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GoalDefinition {
     pub name: String,
@@ -127,7 +127,7 @@ pub fn format_micros(micros: i64) -> String {
         .unwrap_or_else(|| micros.to_string())
 }
 
-/// How users are split into intent buckets by their probability of achieving the goal.
+/// Cut points that split users into intent buckets by their probability of achieving the goal.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum BucketCuts {
@@ -183,10 +183,10 @@ impl std::str::FromStr for BucketCuts {
 /// Settings of the prediction.
 #[derive(Debug, Clone)]
 pub struct PredictOptions {
-    /// Fewest positive and negative training examples accepted.
+    /// Minimum numbers of positive and negative training examples.
     pub min_positives: usize,
     pub min_negatives: usize,
-    /// Most training cutoffs used.
+    /// Maximum number of training cutoffs.
     pub max_cutoffs: usize,
     /// Days of history needed before the earliest cutoff.
     pub min_history_days: f64,

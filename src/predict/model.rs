@@ -137,8 +137,8 @@ pub fn fit(inputs: &Array2<f64>, outcomes: &[bool], l2: f64) -> Result<FittedMod
     let standardized = (inputs - &means) / &scales;
     let targets = Array1::from_iter(outcomes.iter().copied());
     let dataset = Dataset::new(standardized, targets);
-    // linfa's loss is summed over rows, so the tolerance scales with the row count: this asks
-    // for a mean gradient below 1e-6.
+    // linfa's loss is summed over rows, so the tolerance scales with the row count to bound
+    // the mean gradient by 1e-6.
     let tolerance = 1e-6 * outcomes.len() as f64;
     let fitted = LogisticRegression::default()
         .alpha(l2)

@@ -23,7 +23,7 @@ use super::manifest::{
 use super::{STAGING_DIR, Warehouse, delete_if_exists, validate_name};
 use crate::error::{Error, Result};
 
-/// Which committed files a write supersedes.
+/// The committed files that a write supersedes.
 #[derive(Debug, Clone)]
 pub enum Replace {
     /// Every file of the table.
