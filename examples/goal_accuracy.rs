@@ -40,7 +40,13 @@ async fn main() -> goalcast::Result<()> {
     };
     let ctx = build_context(&warehouse, &ContextOptions::default()).await?;
     let started = Instant::now();
-    let prediction = predict::predict(&ctx, &SegmentCatalog::new("sql/segments"), &goal, &PredictOptions::default()).await?;
+    let prediction = predict::predict(
+        &ctx,
+        &SegmentCatalog::new("sql/segments"),
+        &goal,
+        &PredictOptions::default(),
+    )
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
 
     // True probability of performing any of the events: 1 - product of (1 - p) per event.
@@ -54,7 +60,11 @@ async fn main() -> goalcast::Result<()> {
     )
     .await?;
     ctx.register_table("true_probabilities", truth.into_view())?;
-    let names: Vec<String> = goal.event_names.iter().map(|name| format!("'{name}'")).collect();
+    let names: Vec<String> = goal
+        .event_names
+        .iter()
+        .map(|name| format!("'{name}'"))
+        .collect();
     let batches = ctx
         .sql(&format!(
             "SELECT user_id, 1 - exp(sum(ln(1 - least(probability, 0.999999999)))) AS probability \
@@ -76,7 +86,12 @@ async fn main() -> goalcast::Result<()> {
     let mut pairs: Vec<(f64, f64)> = prediction
         .users
         .iter()
-        .map(|user| (user.probability, true_probability.get(&user.user_id).copied().unwrap_or(0.0)))
+        .map(|user| {
+            (
+                user.probability,
+                true_probability.get(&user.user_id).copied().unwrap_or(0.0),
+            )
+        })
         .collect();
     let expected: f64 = pairs.iter().map(|pair| pair.1).sum();
     let error = (prediction.predicted_count - expected) / expected;
@@ -90,7 +105,16 @@ async fn main() -> goalcast::Result<()> {
         100.0 * error,
         seconds
     );
-    println!("holdout AUC {:?}, backtests {:?}", prediction.quality.auc, prediction.quality.backtests.iter().map(|b| format!("{:+.1}%", 100.0 * b.relative_error)).collect::<Vec<_>>());
+    println!(
+        "holdout AUC {:?}, backtests {:?}",
+        prediction.quality.auc,
+        prediction
+            .quality
+            .backtests
+            .iter()
+            .map(|b| format!("{:+.1}%", 100.0 * b.relative_error))
+            .collect::<Vec<_>>()
+    );
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = pairs.len();
     let mut worst: f64 = 0.0;
@@ -100,8 +124,15 @@ async fn main() -> goalcast::Result<()> {
         let predicted = slice.iter().map(|p| p.0).sum::<f64>() / slice.len() as f64;
         let truth = slice.iter().map(|p| p.1).sum::<f64>() / slice.len() as f64;
         worst = worst.max((predicted - truth).abs());
-        println!("{:>6}  {predicted:>14.4}  {truth:>9.4}  {:+.2}", decile + 1, 100.0 * (predicted - truth));
+        println!(
+            "{:>6}  {predicted:>14.4}  {truth:>9.4}  {:+.2}",
+            decile + 1,
+            100.0 * (predicted - truth)
+        );
     }
-    println!("largest decile difference: {:.2} percentage points", 100.0 * worst);
+    println!(
+        "largest decile difference: {:.2} percentage points",
+        100.0 * worst
+    );
     Ok(())
 }

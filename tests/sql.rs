@@ -106,3 +106,27 @@ fn tables_lists_rows_and_columns() {
     assert_eq!(json[0]["name"], "events");
     assert_eq!(json[0]["rows"], 2);
 }
+
+#[test]
+fn shell_runs_statements_from_input() {
+    use std::io::Write;
+    let wh = warehouse_with_events();
+    let mut child = common::goalcast_command(&["sql", "--warehouse", wh.root().to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = "SELECT count(*) AS n\nFROM events;\nDROP TABLE events;\n\\q\n";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = success(&output);
+    assert!(stdout.contains("| 2 |"), "{stdout}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("goalcast sql is read-only"), "{stderr}");
+}

@@ -193,6 +193,8 @@ pub struct PredictOptions {
     pub buckets: BucketCuts,
     /// L2 penalty of the logistic regression.
     pub l2: f64,
+    /// Maximum number of training rows; larger training sets are sampled by user id.
+    pub max_training_rows: usize,
 }
 
 impl Default for PredictOptions {
@@ -204,6 +206,7 @@ impl Default for PredictOptions {
             min_history_days: 30.0,
             buckets: BucketCuts::default(),
             l2: 1.0,
+            max_training_rows: 200_000,
         }
     }
 }
@@ -296,9 +299,18 @@ pub struct Prediction {
 /// One cutoff's training rows.
 struct Cutoff {
     at_micros: i64,
+    /// Model inputs and outcomes of the sampled users.
     inputs: Vec<[f64; FEATURE_NAMES.len()]>,
     outcomes: Vec<bool>,
+    /// Days to the first goal event of every user who performed the events, sampled or not.
     days_to_first: Vec<f64>,
+}
+
+impl Cutoff {
+    /// Returns the number of sampled users who performed the events.
+    fn positives(&self) -> usize {
+        self.outcomes.iter().filter(|&&outcome| outcome).count()
+    }
 }
 
 /// Predicts `goal` from the warehouse tables registered in `ctx`.
@@ -321,8 +333,15 @@ pub async fn predict(
     );
 
     let mut training = Vec::new();
-    for &at in &cutoffs {
+    let mut sample_share = 1.0;
+    for (index, &at) in cutoffs.iter().enumerate() {
         let snapshot = features::snapshot(ctx, &segment, at).await?;
+        if index == 0 {
+            // The most recent window sizes the sample for all of them.
+            let expected_rows = snapshot.user_ids.len() * cutoffs.len();
+            sample_share =
+                (options.max_training_rows as f64 / expected_rows.max(1) as f64).min(1.0);
+        }
         let first = features::first_events(ctx, at, at + horizon).await?;
         let mut cutoff = Cutoff {
             at_micros: at,
@@ -331,16 +350,20 @@ pub async fn predict(
             days_to_first: Vec::new(),
         };
         for (user, raw) in snapshot.user_ids.iter().zip(&snapshot.features) {
-            cutoff.inputs.push(raw.to_vector(horizon_days));
             let days = first.get(user);
-            cutoff.outcomes.push(days.is_some());
             if let Some(&days) = days {
                 cutoff.days_to_first.push(days);
             }
+            if sample_share < 1.0 && !in_sample(user, sample_share) {
+                continue;
+            }
+            cutoff.inputs.push(raw.to_vector(horizon_days));
+            cutoff.outcomes.push(days.is_some());
         }
         tracing::info!(
             cutoff = format_micros(at),
-            users = cutoff.outcomes.len(),
+            users = snapshot.user_ids.len(),
+            sampled = cutoff.outcomes.len(),
             positives = cutoff.days_to_first.len(),
             "read training cutoff"
         );
@@ -501,6 +524,18 @@ async fn first_event_micros(ctx: &SessionContext) -> Result<i64> {
     Ok(column.value(0))
 }
 
+/// Returns whether `user` falls in a sample of `share` of all users. The choice depends only on
+/// the user id, so a user is in or out of every window together.
+fn in_sample(user: &str, share: f64) -> bool {
+    // FNV-1a: stable across runs and platforms, unlike the standard library's hasher.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in user.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash as f64 / u64::MAX as f64) < share
+}
+
 /// Returns the training cutoffs, most recent first.
 fn plan_cutoffs(
     start: i64,
@@ -536,7 +571,7 @@ fn check_sufficiency(
     options: &PredictOptions,
 ) -> Result<()> {
     let rows: usize = training.iter().map(|c| c.outcomes.len()).sum();
-    let positives: usize = training.iter().map(|c| c.days_to_first.len()).sum();
+    let positives: usize = training.iter().map(Cutoff::positives).sum();
     let negatives = rows - positives;
     if positives >= options.min_positives && negatives >= options.min_negatives {
         return Ok(());
@@ -572,7 +607,7 @@ fn evaluate(training: &[Cutoff], options: &PredictOptions) -> Result<ModelQualit
         let held = &training[k];
         let probabilities = model.predict(&to_matrix(&held.inputs));
         let predicted: f64 = probabilities.iter().sum();
-        let actual = held.days_to_first.len() as u64;
+        let actual = held.positives() as u64;
         backtests.push(Backtest {
             cutoff: format_micros(held.at_micros),
             users: held.outcomes.len() as u64,
@@ -599,7 +634,7 @@ fn evaluate(training: &[Cutoff], options: &PredictOptions) -> Result<ModelQualit
         .sqrt();
     Ok(ModelQuality {
         training_rows: training.iter().map(|c| c.outcomes.len() as u64).sum(),
-        training_positives: training.iter().map(|c| c.days_to_first.len() as u64).sum(),
+        training_positives: training.iter().map(|c| c.positives() as u64).sum(),
         cutoffs: training
             .iter()
             .map(|c| format_micros(c.at_micros))
