@@ -307,6 +307,11 @@ async fn thin_history_is_refused_with_counts() {
     assert!(error.contains("who performed Charged"), "{error}");
     assert!(error.contains("at least 100 of each"), "{error}");
 
+    // A valid filter applies: no event has an amount, so no user performs the goal.
+    goal.event_filter = Some("amount > 1000".into());
+    let error = run_predict(&wh, &goal).await.unwrap_err().to_string();
+    assert!(error.contains(" 0 who performed Charged"), "{error}");
+
     // A goal whose training windows would start before the first event.
     let mut goal = cdnow_goal();
     goal.start_micros = micros("2024-02-15T00:00:00Z");

@@ -276,8 +276,17 @@ fn stage_file(
     } else {
         1
     };
+    let format = source.format;
     for batch in source.batches {
-        let batch = batch.map_err(|error| Error::input(&path, format!("cannot read: {error}")))?;
+        let batch = batch.map_err(|error| {
+            // The CSV reader starts after the header line, so its line numbers count data rows.
+            let hint = if format == SourceFormat::Csv {
+                " (line numbers count data rows after the header; fix or remove that row)"
+            } else {
+                ""
+            };
+            Error::input(&path, format!("cannot read: {error}{hint}"))
+        })?;
         let normalized = normalize::normalize_batch(
             &path,
             &batch,

@@ -453,28 +453,27 @@ async fn register_goal_events(ctx: &SessionContext, goal: &GoalDefinition) -> Re
             )));
         }
     }
-    let names = goal
+    let events = ctx.table("events").await?;
+    let names: Vec<datafusion::prelude::Expr> = goal
         .event_names
         .iter()
-        .map(|name| format!("'{}'", name.replace('\'', "''")))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let filter = match &goal.event_filter {
-        Some(filter) => {
-            if filter.contains(';') {
-                return Err(Error::InvalidArgument(format!(
-                    "invalid event filter {filter:?}: give one SQL condition without ';'"
-                )));
-            }
-            format!(" AND ({filter})")
-        }
-        None => String::new(),
-    };
-    let sql = format!("SELECT * FROM events WHERE event_name IN ({names}){filter}");
-    let view = ctx.sql(&sql).await.map_err(|error| {
+        .map(|name| datafusion::prelude::lit(name.as_str()))
+        .collect();
+    let mut condition = datafusion::prelude::col("event_name").in_list(names, false);
+    if let Some(filter) = &goal.event_filter {
+        // Parsed as one expression, so a filter cannot close its parentheses and widen the
+        // event restriction.
+        let expression = events.parse_sql_expr(filter).map_err(|error| {
+            Error::InvalidArgument(format!(
+                "invalid event filter {filter:?}: {error}; write one SQL condition on the events \
+                 columns user_id, event_name, event_time, amount, properties, event_date"
+            ))
+        })?;
+        condition = condition.and(expression);
+    }
+    let view = events.filter(condition).map_err(|error| {
         Error::InvalidArgument(format!(
-            "invalid event filter {:?}: {error}; write an SQL condition on the events columns \
-             user_id, event_name, event_time, amount, properties, event_date",
+            "invalid event filter {:?}: {error}",
             goal.event_filter.as_deref().unwrap_or("")
         ))
     })?;
