@@ -59,12 +59,18 @@ pub async fn load_goal(
     options: &ContextOptions,
     goal_id: i64,
 ) -> Result<GoalRecord> {
-    let goals = load_goals(warehouse, options).await?;
-    let ids: Vec<String> = goals.iter().map(|goal| goal.goal_id.to_string()).collect();
+    let mut goals = load_goals(warehouse, options).await?;
+    let index = position_of(&goals, goal_id)?;
+    Ok(goals.swap_remove(index))
+}
+
+/// Returns the index of goal `goal_id`, failing with the list of goal ids when it is missing.
+fn position_of(goals: &[GoalRecord], goal_id: i64) -> Result<usize> {
     goals
-        .into_iter()
-        .find(|goal| goal.goal_id == goal_id)
+        .iter()
+        .position(|goal| goal.goal_id == goal_id)
         .ok_or_else(|| {
+            let ids: Vec<String> = goals.iter().map(|goal| goal.goal_id.to_string()).collect();
             Error::InvalidArgument(format!(
                 "goal {goal_id} not found; existing goals: {}",
                 if ids.is_empty() {
@@ -222,12 +228,9 @@ pub async fn archive_goal(
     options: &ContextOptions,
     goal_id: i64,
 ) -> Result<GoalRecord> {
-    load_goal(warehouse, options, goal_id).await?;
     let mut goals = load_goals(warehouse, options).await?;
-    let goal = goals
-        .iter_mut()
-        .find(|goal| goal.goal_id == goal_id)
-        .expect("checked above");
+    let index = position_of(&goals, goal_id)?;
+    let goal = &mut goals[index];
     if goal.status == "archived" {
         return Err(Error::InvalidArgument(format!(
             "goal {goal_id} is already archived"

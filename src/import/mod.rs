@@ -56,6 +56,34 @@ pub struct ImportSummary {
     pub seconds: f64,
 }
 
+impl ImportSummary {
+    /// Records a skipped 0-byte file.
+    fn skip_empty_file(&mut self, path: &Path) {
+        tracing::warn!(file = %path.display(), "skipping an empty file");
+        self.files_skipped
+            .push(format!("{}: empty (0 bytes)", path.display()));
+    }
+
+    /// Returns the error for an import that found no row to write.
+    fn nothing_to_import(&self) -> Error {
+        Error::InvalidArgument(format!(
+            "nothing to import: {} rows read, {} rejected, {} files skipped",
+            self.rows_read,
+            self.rows_rejected,
+            self.files_skipped.len()
+        ))
+    }
+}
+
+/// Returns a progress bar over the total size of `paths`.
+fn reading_bar(paths: &[PathBuf]) -> indicatif::ProgressBar {
+    let total_bytes = paths
+        .iter()
+        .map(|path| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0))
+        .sum();
+    progress::bytes_bar(total_bytes, "reading")
+}
+
 /// Imports event files into the `events` table.
 pub async fn import_events(
     warehouse: &Warehouse,
@@ -98,12 +126,7 @@ pub async fn import_events(
     }
     let normalized_rows = summary.rows_read - summary.rows_rejected;
     if staged.is_empty() || normalized_rows == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "nothing to import: {} rows read, {} rejected, {} files skipped",
-            summary.rows_read,
-            summary.rows_rejected,
-            summary.files_skipped.len()
-        )));
+        return Err(summary.nothing_to_import());
     }
 
     let ctx = empty_context(warehouse, context_options)?;
@@ -205,11 +228,7 @@ fn stage_event_files(
     summary: &mut ImportSummary,
     rejections: &mut Rejections,
 ) -> Result<Vec<PathBuf>> {
-    let total_bytes: u64 = paths
-        .iter()
-        .map(|path| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0))
-        .sum();
-    let bar = progress::bytes_bar(total_bytes, "reading");
+    let bar = reading_bar(paths);
     let mut text_columns = vec![
         mapping.user_id_column.as_str(),
         mapping.time_column.as_str(),
@@ -222,15 +241,9 @@ fn stage_event_files(
     let mut amount_seen = false;
     for (index, path) in paths.iter().enumerate() {
         bar.set_message(path.display().to_string());
-        let source = match source::open(path, source_options, &text_columns, &bar) {
-            Err(Error::Input { message, .. }) if message.contains("is empty") => {
-                tracing::warn!(file = %path.display(), "skipping an empty file");
-                summary
-                    .files_skipped
-                    .push(format!("{}: empty (0 bytes)", path.display()));
-                continue;
-            }
-            other => other?,
+        let Some(source) = source::open(path, source_options, &text_columns, &bar)? else {
+            summary.skip_empty_file(path);
+            continue;
         };
         amount_seen |= normalize::check_columns(path, &source.schema, mapping)?;
         let infer_numbers = source.format == SourceFormat::Csv;

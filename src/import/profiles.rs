@@ -14,7 +14,6 @@ use parquet::arrow::ArrowWriter;
 use super::{ImportSummary, SourceOptions, count, source};
 use crate::context::{ContextOptions, empty_context, register_table};
 use crate::error::{Error, Result};
-use crate::progress;
 use crate::schema::{PROFILES, USER_ID};
 use crate::warehouse::{Replace, TableWrite, Warehouse};
 
@@ -37,24 +36,15 @@ pub(super) async fn import(
         table: PROFILES.to_string(),
         ..Default::default()
     };
-    let total_bytes = paths
-        .iter()
-        .map(|path| std::fs::metadata(path).map(|meta| meta.len()).unwrap_or(0))
-        .sum();
-    let bar = progress::bytes_bar(total_bytes, "reading");
+    let bar = super::reading_bar(paths);
     let mut sequence = 0_u64;
     let mut staged = 0;
     let mut rejected_samples = Vec::new();
     for (index, path) in paths.iter().enumerate() {
         bar.set_message(path.display().to_string());
-        let source = match source::open(path, source_options, &[user_id_column], &bar) {
-            Err(Error::Input { message, .. }) if message.contains("is empty") => {
-                summary
-                    .files_skipped
-                    .push(format!("{}: empty (0 bytes)", path.display()));
-                continue;
-            }
-            other => other?,
+        let Some(source) = source::open(path, source_options, &[user_id_column], &bar)? else {
+            summary.skip_empty_file(path);
+            continue;
         };
         let Some((id_index, id_field)) = source.schema.column_with_name(user_id_column) else {
             let available: Vec<&str> = source
@@ -171,12 +161,7 @@ pub(super) async fn import(
     }
     let valid_rows = summary.rows_read - summary.rows_rejected;
     if staged == 0 || valid_rows == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "nothing to import: {} rows read, {} rejected, {} files skipped",
-            summary.rows_read,
-            summary.rows_rejected,
-            summary.files_skipped.len()
-        )));
+        return Err(summary.nothing_to_import());
     }
 
     let ctx = empty_context(warehouse, context_options)?;

@@ -102,7 +102,7 @@ pub fn format_of(path: &Path, options: &SourceOptions) -> Result<SourceFormat> {
     }
 }
 
-/// Opens `path` for reading. Columns named in `text_columns` are read as text from CSV and JSON
+/// Opens `path` for reading, or returns `None` when the file is empty (0 bytes). Columns named in `text_columns` are read as text from CSV and JSON
 /// sources, so that ids keep their leading zeros and times can be parsed with the user's
 /// format; CSV columns are always read as text.
 pub fn open(
@@ -110,25 +110,25 @@ pub fn open(
     options: &SourceOptions,
     text_columns: &[&str],
     progress: &ProgressBar,
-) -> Result<Source> {
+) -> Result<Option<Source>> {
     let format = format_of(path, options)?;
     let file =
         File::open(path).map_err(|error| Error::input(path, format!("cannot open: {error}")))?;
     let size = file.metadata()?.len();
     if size == 0 {
-        return Err(Error::input(path, "the file is empty (0 bytes)"));
+        return Ok(None);
     }
     let (schema, batches) = match format {
         SourceFormat::Csv => open_csv(path, file, options, progress)?,
         SourceFormat::Json => open_json(path, file, text_columns, progress)?,
         SourceFormat::Parquet => open_parquet(path, file, size, progress)?,
     };
-    Ok(Source {
+    Ok(Some(Source {
         path: path.to_path_buf(),
         format,
         schema,
         batches,
-    })
+    }))
 }
 
 type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>> + Send>;

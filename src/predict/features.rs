@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
@@ -57,7 +57,7 @@ pub async fn snapshot(ctx: &SessionContext, segment: &Segment, at_micros: i64) -
         read_features(batch, &mut user_ids, &mut features)?;
     }
     // Sorted by user id, so training gets the same rows in the same order however the query
-    // partitioned its work; the fit is then reproducible to the last bit.
+    // partitioned its work. The fit is then reproducible to the last bit.
     let mut order: Vec<usize> = (0..user_ids.len()).collect();
     order.sort_by(|&a, &b| user_ids[a].cmp(&user_ids[b]));
     let user_ids = order.iter().map(|&i| user_ids[i].clone()).collect();
@@ -147,20 +147,22 @@ fn read_features(
     Ok(())
 }
 
-fn text_column(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
+/// Returns the column `name` of a model's output cast to `data_type`.
+fn cast_column(batch: &RecordBatch, name: &str, data_type: &DataType) -> Result<ArrayRef> {
     let column = batch.column_by_name(name).ok_or_else(|| {
-        crate::Error::InvalidArgument(format!("model output lacks column {name}"))
+        crate::Error::InvalidArgument(format!("model output is missing column {name}"))
     })?;
-    Ok(arrow::compute::cast(column, &DataType::Utf8)?
+    Ok(arrow::compute::cast(column, data_type)?)
+}
+
+fn text_column(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
+    Ok(cast_column(batch, name, &DataType::Utf8)?
         .as_string::<i32>()
         .clone())
 }
 
 fn float_column(batch: &RecordBatch, name: &str) -> Result<arrow::array::Float64Array> {
-    let column = batch.column_by_name(name).ok_or_else(|| {
-        crate::Error::InvalidArgument(format!("model output lacks column {name}"))
-    })?;
-    Ok(arrow::compute::cast(column, &DataType::Float64)?
+    Ok(cast_column(batch, name, &DataType::Float64)?
         .as_primitive::<Float64Type>()
         .clone())
 }
