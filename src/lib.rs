@@ -1,6 +1,6 @@
 //! goalcast: predictive user segments over a Parquet warehouse.
 //!
-//! The library holds every step; the `goalcast` binary is a thin command-line layer over it.
+//! The library contains every step; the `goalcast` binary is a thin command-line layer over it.
 //! See `ARCHITECTURE.md` for the codemap.
 
 pub mod context;

@@ -34,7 +34,7 @@ pub static EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]))
 });
 
-/// The Hive partitioning of `events`.
+/// Returns the Hive partitioning of `events`.
 pub fn events_partitioning() -> Vec<PartitionColumn> {
     vec![PartitionColumn {
         name: EVENT_DATE.to_string(),

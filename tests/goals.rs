@@ -35,7 +35,7 @@ fn cdnow_goal() -> GoalDefinition {
     }
 }
 
-/// A copy of the shipped CDNOW warehouse, so tests never write into the repository.
+/// Copies the shipped CDNOW warehouse, so tests never write into the repository.
 fn cdnow_copy() -> TempWarehouse {
     let wh = TempWarehouse::new();
     let source = concat!(env!("CARGO_MANIFEST_DIR"), "/warehouse");
@@ -149,7 +149,8 @@ async fn cdnow_prediction_meets_targets() {
         .iter()
         .map(|b| b.mean_probability)
         .collect();
-    assert!(rates[0] > rates[1] && rates[1] > rates[2], "{rates:?}");
+    assert!(rates[0] > rates[1], "{rates:?}");
+    assert!(rates[1] > rates[2], "{rates:?}");
 }
 
 fn small_config(users: u64) -> GeneratorConfig {

@@ -54,7 +54,7 @@ pub struct EventsArgs {
     /// Column holding the event time.
     #[arg(long, default_value = "event_time")]
     pub time_column: String,
-    /// How text or numeric times are written: auto (ISO 8601), epoch_s, epoch_ms, epoch_us, or a
+    /// Notation of text or numeric times: auto (ISO 8601), epoch_s, epoch_ms, epoch_us, or a
     /// strftime pattern such as %Y%m%d.
     #[arg(long, default_value = "auto")]
     pub time_format: String,

@@ -502,8 +502,8 @@ enum PropertiesValue {
     Json(String),
 }
 
-/// Folds the unmapped columns of each row into a JSON object; a `properties` text column in the
-/// source is parsed and merged, with the other columns taking precedence.
+/// Folds the unmapped columns of each row into a JSON object. A `properties` text column in the
+/// source is parsed and merged, and the other columns take precedence over its keys.
 fn properties_json(
     batch: &RecordBatch,
     mapping: &EventMapping,

@@ -3,7 +3,7 @@
 //! Each table folder contains `_table.json` beside its Parquet files. Writing that one object is
 //! atomic on every supported store (the local store writes a temporary file and renames it, S3
 //! replaces objects whole), so the manifest is what makes a table write atomic. While a write
-//! is being promoted, `pending` lists the file moves and deletions still to apply; any later
+//! is being promoted, `pending` lists the file moves and deletions still to apply. Any later
 //! goalcast command finishes them before it reads the table.
 
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! The warehouse: a root URL on object storage holding one folder per table.
 //!
 //! A warehouse is a local folder or an `s3://bucket/prefix` URL. Every table is a folder of
-//! Parquet files with a `_table.json` manifest (see [`manifest`]); goalcast's own scratch space
+//! Parquet files with a `_table.json` manifest (see [`manifest`]). goalcast's own scratch space
 //! is `_staging/` under the root, which no reader treats as a table.
 //!
 //! **Invariant:** goalcast writes only below the root, and only through [`TableWrite`], so a
@@ -229,8 +229,8 @@ impl Warehouse {
     /// of writes abandoned more than [`ABANDONED_WRITE_HOURS`] hours ago. Every command calls
     /// this before it reads or writes tables.
     ///
-    /// NOTE: a write still running when another process calls this is safe only while it is
-    /// younger than that age; goalcast assumes one writer per warehouse at a time.
+    /// NOTE: a write still running in another process is safe only while it is younger than
+    /// that age, because goalcast assumes one writer per warehouse at a time.
     pub async fn recover(&self) -> Result<()> {
         for table in self.table_names().await? {
             if let Some(manifest) = self.manifest(&table).await?

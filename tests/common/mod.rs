@@ -13,7 +13,7 @@ use goalcast::import::time::TimeFormat;
 use goalcast::import::{EventMapping, EventNameSource, SourceOptions};
 use goalcast::warehouse::Warehouse;
 
-/// The source rows of the CDNOW log (duplicates included) as Parquet.
+/// Returns the Parquet file of the CDNOW source rows, duplicates included.
 pub fn cdnow_source() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cdnow_master.parquet")
 }
@@ -133,7 +133,7 @@ pub fn failure(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
 }
 
-/// The default mapping: columns `user_id`, `event_name`, `event_time`, `amount`.
+/// Returns the default mapping: columns `user_id`, `event_name`, `event_time`, `amount`.
 pub fn default_mapping() -> EventMapping {
     EventMapping {
         user_id_column: "user_id".into(),
@@ -147,7 +147,7 @@ pub fn default_mapping() -> EventMapping {
     }
 }
 
-/// The mapping of the CDNOW source columns.
+/// Returns the mapping of the CDNOW source columns.
 pub fn cdnow_mapping() -> EventMapping {
     EventMapping {
         user_id_column: "customer_id".into(),
