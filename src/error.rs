@@ -42,6 +42,14 @@ pub enum Error {
     #[error("{0}")]
     ReadOnly(String),
 
+    /// Another run holds the warehouse's run lock.
+    #[error("{0}")]
+    Locked(String),
+
+    /// A failure injected by a test between the steps of a run.
+    #[error("injected failure after step {0}")]
+    Injected(String),
+
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 

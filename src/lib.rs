@@ -14,6 +14,7 @@ pub mod generate;
 pub mod goals;
 pub mod import;
 pub mod models;
+pub mod nightly;
 pub mod predict;
 pub mod progress;
 pub mod query;

@@ -34,11 +34,20 @@ pub async fn dataframe(
     model: SqlModel,
     parameters: &[(&str, ScalarValue)],
 ) -> Result<DataFrame> {
+    dataframe_from_text(ctx, model.sql, parameters).await
+}
+
+/// Plans the text of a model after template substitution, with its named parameters bound.
+pub async fn dataframe_from_text(
+    ctx: &SessionContext,
+    sql: &str,
+    parameters: &[(&str, ScalarValue)],
+) -> Result<DataFrame> {
     let values: HashMap<String, ScalarAndMetadata> = parameters
         .iter()
         .map(|(name, value)| (name.to_string(), ScalarAndMetadata::from(value.clone())))
         .collect();
-    let dataframe = ctx.sql(model.sql).await?;
+    let dataframe = ctx.sql(sql).await?;
     Ok(dataframe.with_param_values(ParamValues::Map(values))?)
 }
 

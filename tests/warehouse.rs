@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field};
 use common::{TempWarehouse, failure, goalcast_command, schema, success};
-use goalcast::warehouse::{PartitionColumn, PartitionType, Replace, TableWrite, Warehouse};
+use goalcast::warehouse::{
+    PartitionColumn, PartitionType, Replace, TableWrite, Transaction, Warehouse,
+};
 
 fn numbers(values: Vec<i64>) -> (Arc<arrow::datatypes::Schema>, RecordBatch) {
     let schema = schema(vec![Field::new("n", DataType::Int64, false)]);
@@ -107,6 +109,59 @@ async fn crash_after_commit_point_rolls_forward() {
         wh.rows("SELECT n FROM numbers ORDER BY n").await,
         vec!["2", "3"]
     );
+}
+
+/// Stages `values` as table `table` in `transaction`.
+async fn stage_numbers(transaction: &mut Transaction, table: &str, values: Vec<i64>) {
+    let write = transaction.table(table, Vec::new()).unwrap();
+    let (schema, batch) = numbers(values);
+    write
+        .put_batches("part-0.parquet", schema, &[batch])
+        .await
+        .unwrap();
+    transaction.add(write, Replace::All).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transactions_commit_all_tables_or_none() {
+    let wh = TempWarehouse::new();
+    write_numbers(&wh.warehouse, "left", vec![1])
+        .await
+        .commit(Replace::All)
+        .await
+        .unwrap();
+
+    // Aborted: nothing changes and nothing stays staged.
+    let mut transaction = Transaction::begin(&wh.warehouse);
+    stage_numbers(&mut transaction, "left", vec![2]).await;
+    stage_numbers(&mut transaction, "right", vec![2]).await;
+    transaction.abort().await.unwrap();
+    assert_eq!(wh.rows("SELECT n FROM left").await, ["1"]);
+    assert!(wh.warehouse.manifest("right").await.unwrap().is_none());
+    assert!(!wh.root().join("_staging").exists());
+
+    // A crash right after the commit point: recovery completes both tables.
+    let mut transaction = Transaction::begin(&wh.warehouse);
+    stage_numbers(&mut transaction, "left", vec![3]).await;
+    stage_numbers(&mut transaction, "right", vec![4]).await;
+    transaction.commit_point_only().await.unwrap();
+    assert_eq!(wh.rows("SELECT n FROM left").await, ["1"]);
+    wh.warehouse.recover().await.unwrap();
+    assert_eq!(wh.rows("SELECT n FROM left").await, ["3"]);
+    assert_eq!(wh.rows("SELECT n FROM right").await, ["4"]);
+    assert!(!wh.root().join("_staging").exists());
+
+    // A table written twice in one transaction is refused.
+    let mut transaction = Transaction::begin(&wh.warehouse);
+    stage_numbers(&mut transaction, "left", vec![5]).await;
+    let write = transaction.table("left", Vec::new()).unwrap();
+    let error = transaction.add(write, Replace::All).unwrap_err();
+    assert!(
+        error.to_string().contains("table left is written twice"),
+        "{error}"
+    );
+    transaction.commit().await.unwrap();
+    assert_eq!(wh.rows("SELECT n FROM left").await, ["5"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

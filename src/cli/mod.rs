@@ -3,6 +3,7 @@
 mod goal;
 mod import;
 mod output;
+mod run;
 mod shell;
 
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ pub enum Command {
     /// List segments and show their users.
     #[command(subcommand)]
     Segment(goal::SegmentCommand),
+
+    /// Run the nightly job: actual performers against the prediction, and goal expiry.
+    Run(run::RunArgs),
 
     /// Write a synthetic warehouse with known per-user event probabilities.
     Generate(GenerateArgs),
@@ -113,6 +117,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Segment(command) => {
             let warehouse = open_for_reading(&cli.warehouse).await?;
             goal::run_segment(&warehouse, command, &context_options).await
+        }
+        Command::Run(args) => {
+            let warehouse = open_for_reading(&cli.warehouse).await?;
+            run::run(&warehouse, args, &context_options).await
         }
         Command::Generate(args) => generate(&cli.warehouse, args).await,
         Command::Sql(args) => {

@@ -28,7 +28,8 @@ pub const GOAL_CURVES: &str = "goal_curves";
 /// Default limit on active goals per warehouse.
 pub const DEFAULT_MAX_ACTIVE_GOALS: usize = 5;
 
-fn goal_partitioning() -> Vec<PartitionColumn> {
+/// The partitioning of every per-goal table: Hive folders `goal_id=N`.
+pub fn goal_partitioning() -> Vec<PartitionColumn> {
     vec![PartitionColumn {
         name: "goal_id".into(),
         data_type: PartitionType::Int64,
@@ -245,12 +246,17 @@ pub async fn archive_goal(
 
 async fn write_goals(warehouse: &Warehouse, goals: &[GoalRecord]) -> Result<()> {
     let write = TableWrite::begin(warehouse, GOALS, Vec::new())?;
+    stage_goals(&write, goals).await?;
+    write.commit(Replace::All).await?;
+    Ok(())
+}
+
+/// Stages the whole `goals` table in `write`, which then replaces every file of the table.
+pub async fn stage_goals(write: &TableWrite, goals: &[GoalRecord]) -> Result<()> {
     let batch = to_batch(records::goals_schema(), goals)?;
     write
         .put_batches("part-0.parquet", records::goals_schema(), &[batch])
-        .await?;
-    write.commit(Replace::All).await?;
-    Ok(())
+        .await
 }
 
 async fn write_partition(

@@ -180,3 +180,28 @@ pub fn curves_schema() -> SchemaRef {
         Field::new("high", DataType::Float64, false),
     ]))
 }
+
+impl GoalRecord {
+    /// Rebuilds the goal's definition from its stored row.
+    pub fn definition(&self) -> Result<crate::predict::GoalDefinition> {
+        let corrupt = |column: &str, value: &str| crate::error::Error::CorruptManifest {
+            path: "goals".into(),
+            message: format!("goal {} has an invalid {column} {value:?}", self.goal_id),
+        };
+        let start = chrono::DateTime::parse_from_rfc3339(&self.start_time)
+            .map_err(|_| corrupt("start_time", &self.start_time))?;
+        let end_date = chrono::NaiveDate::parse_from_str(&self.end_date, "%Y-%m-%d")
+            .map_err(|_| corrupt("end_date", &self.end_date))?;
+        Ok(crate::predict::GoalDefinition {
+            name: self.name.clone(),
+            segment: self.segment.clone(),
+            event_names: serde_json::from_str(&self.event_names)
+                .map_err(|_| corrupt("event_names", &self.event_names))?,
+            event_filter: self.event_filter.clone(),
+            direction: self.direction.parse()?,
+            end_date,
+            time_zone: self.time_zone.clone(),
+            start_micros: start.timestamp_micros(),
+        })
+    }
+}

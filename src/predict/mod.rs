@@ -438,7 +438,10 @@ pub async fn predict(
 }
 
 /// Registers `goal_events`: the events that count for the goal.
-async fn register_goal_events(ctx: &SessionContext, goal: &GoalDefinition) -> Result<()> {
+pub(crate) async fn register_goal_events(
+    ctx: &SessionContext,
+    goal: &GoalDefinition,
+) -> Result<()> {
     if goal.event_names.is_empty() {
         return Err(Error::InvalidArgument(
             "a goal needs at least one event name".into(),

@@ -7,8 +7,10 @@
 //! **Invariant:** goalcast writes only below the root, and only through [`TableWrite`], so a
 //! table is replaced atomically and a failed write leaves the previous state intact.
 
+pub mod lock;
 pub mod manifest;
 mod name;
+mod transaction;
 mod write;
 
 use std::sync::Arc;
@@ -20,8 +22,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
 use crate::error::{Error, Result};
+pub use lock::RunLock;
 pub use manifest::{DataFile, Manifest, PartitionColumn, PartitionType};
 pub use name::{MAX_NAME_LEN, validate_name};
+pub use transaction::Transaction;
 pub use write::{Replace, TableWrite, encode_parquet};
 
 /// Encodes record batches as Parquet with the fastest zstd level, for bulk writes.
@@ -232,6 +236,13 @@ impl Warehouse {
     /// NOTE: a write still running in another process is safe only while it is younger than
     /// that age, because goalcast assumes one writer per warehouse at a time.
     pub async fn recover(&self) -> Result<()> {
+        for record in transaction::pending_records(self).await? {
+            tracing::warn!(
+                write_id = record.write_id,
+                "finishing an interrupted transaction"
+            );
+            transaction::apply(self, record).await?;
+        }
         for table in self.table_names().await? {
             if let Some(manifest) = self.manifest(&table).await?
                 && manifest.pending.is_some()

@@ -50,17 +50,27 @@ impl TableWrite {
         partition_columns: Vec<PartitionColumn>,
     ) -> Result<Self> {
         validate_name("table", table)?;
-        let write_id = format!(
-            "{}-{}",
-            chrono::Utc::now().format("%Y%m%dT%H%M%S"),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        Ok(TableWrite {
+        let write_id = new_write_id();
+        Ok(Self::with_write_id(
+            warehouse,
+            table,
+            partition_columns,
+            write_id,
+        ))
+    }
+
+    pub(super) fn with_write_id(
+        warehouse: &Warehouse,
+        table: &str,
+        partition_columns: Vec<PartitionColumn>,
+        write_id: String,
+    ) -> Self {
+        TableWrite {
             warehouse: warehouse.clone(),
             table: table.to_string(),
             write_id,
             partition_columns,
-        })
+        }
     }
 
     /// Returns the id of this write, also used in file names.
@@ -92,6 +102,30 @@ impl TableWrite {
             .await
     }
 
+    /// Stages `batches` like [`TableWrite::put_batches`] unless the committed file at the same
+    /// path already holds exactly these bytes. Returns whether it staged the file, so that a
+    /// rerun that computes the same rows rewrites nothing.
+    pub async fn put_batches_if_changed(
+        &self,
+        relative: &str,
+        schema: SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<bool> {
+        let bytes = encode_parquet(schema, batches, 3)?;
+        let committed = self.warehouse.path(&format!("{}/{relative}", self.table));
+        match self.warehouse.store().get(&committed).await {
+            Ok(result) => {
+                if result.bytes().await? == bytes.as_slice() {
+                    return Ok(false);
+                }
+            }
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.put_bytes(relative, bytes).await?;
+        Ok(true)
+    }
+
     /// Stages an encoded Parquet file at `relative` inside the staging folder.
     pub async fn put_bytes(&self, relative: &str, bytes: Vec<u8>) -> Result<()> {
         let path = self
@@ -119,6 +153,24 @@ impl TableWrite {
 
     /// Writes the manifest that lists the new file set and the work still pending.
     async fn commit_point(&self, replace: Replace) -> Result<Manifest> {
+        let manifest = self.prepare(replace).await?;
+        self.warehouse.put_manifest(&manifest).await?;
+        tracing::debug!(
+            table = self.table,
+            write_id = self.write_id,
+            "committed manifest"
+        );
+        Ok(manifest)
+    }
+
+    /// Returns the table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// Builds the manifest that lists the new file set and the work still pending, without
+    /// writing it.
+    pub(super) async fn prepare(&self, replace: Replace) -> Result<Manifest> {
         let warehouse = &self.warehouse;
         let store = warehouse.store();
         let staging = warehouse.path(&self.staging_relative());
@@ -176,12 +228,6 @@ impl TableWrite {
                 deletes: deleted.into_iter().map(|file| file.path).collect(),
             }),
         };
-        warehouse.put_manifest(&manifest).await?;
-        tracing::debug!(
-            table = self.table,
-            write_id = self.write_id,
-            "committed manifest"
-        );
         Ok(manifest)
     }
 
@@ -196,6 +242,15 @@ impl TableWrite {
         }
         Ok(())
     }
+}
+
+/// Returns a new write id: the UTC start time, then random characters.
+pub(super) fn new_write_id() -> String {
+    format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S"),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 /// Applies the pending moves and deletions of a committed manifest, then clears them.

@@ -1,0 +1,497 @@
+//! The nightly job on the CDNOW warehouse: counts against raw events, expiry, idempotent and
+//! atomic runs, late events, and the run lock.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use chrono::{NaiveDate, TimeZone};
+use common::{TempWarehouse, failure, success};
+use goalcast::context::{ContextOptions, build_context};
+use goalcast::goals;
+use goalcast::nightly::{self, RunDay, RunOptions};
+use goalcast::predict::{self, BucketCuts, Direction, GoalDefinition, PredictOptions};
+use goalcast::segments::SegmentCatalog;
+use goalcast::warehouse::{RunLock, Warehouse};
+
+fn day(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+}
+
+fn cdnow_goal(name: &str, time_zone: &str) -> GoalDefinition {
+    GoalDefinition {
+        name: name.into(),
+        segment: "all_users".into(),
+        event_names: vec!["Charged".into()],
+        event_filter: None,
+        direction: Direction::Maximize,
+        end_date: day("1997-12-28"),
+        time_zone: time_zone.into(),
+        start_micros: chrono::Utc
+            .with_ymd_and_hms(1997, 9, 30, 0, 0, 0)
+            .unwrap()
+            .timestamp_micros(),
+    }
+}
+
+/// A CDNOW warehouse with goal 1 in UTC and goal 2 in New York time, built once per test
+/// binary. Goal 2 reuses goal 1's prediction: these tests check counting, not the model.
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<(TempWarehouse, std::path::PathBuf)> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            std::thread::spawn(|| {
+                let wh = TempWarehouse::new();
+                copy_folder(
+                    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/warehouse/events")),
+                    &wh.root(),
+                );
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                runtime.block_on(create_goals(&wh.warehouse));
+                let root = wh.root();
+                (wh, root)
+            })
+            .join()
+            .unwrap()
+        })
+        .1
+        .as_path()
+}
+
+async fn create_goals(warehouse: &Warehouse) {
+    let options = ContextOptions::default();
+    let ctx = build_context(warehouse, &options).await.unwrap();
+    let catalog = SegmentCatalog::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/segments"));
+    let utc = cdnow_goal("q4 utc", "UTC");
+    let predict_options = PredictOptions {
+        max_cutoffs: 2,
+        ..PredictOptions::default()
+    };
+    let prediction = predict::predict(&ctx, &catalog, &utc, &predict_options)
+        .await
+        .unwrap();
+    for definition in [utc, cdnow_goal("q4 new york", "America/New_York")] {
+        let existing = goals::load_goals(warehouse, &options).await.unwrap();
+        goals::save_goal(
+            warehouse,
+            existing,
+            &definition,
+            &prediction,
+            BucketCuts::default(),
+        )
+        .await
+        .unwrap();
+    }
+}
+
+fn copy_folder(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A private copy of the template warehouse.
+fn goal_warehouse() -> TempWarehouse {
+    let wh = TempWarehouse::new();
+    std::fs::remove_dir_all(wh.root()).ok();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(template())
+        .arg(wh.root())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wh
+}
+
+async fn replay(wh: &TempWarehouse, from: &str, to: &str) -> Vec<nightly::RunSummary> {
+    nightly::run_range(
+        &wh.warehouse,
+        day(from),
+        day(to),
+        &RunOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap()
+}
+
+/// Returns a hash of every file under the warehouse except those of `job_runs`.
+fn snapshot(root: &Path) -> BTreeMap<String, u64> {
+    use std::hash::{Hash, Hasher};
+    let mut files = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let path = entry.path();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .to_string();
+            if relative.starts_with("job_runs") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let mut hasher = std::collections::hash_map::DefaultHasher::new();
+                std::fs::read(&path).unwrap().hash(&mut hasher);
+                files.insert(relative, hasher.finish());
+            }
+        }
+    }
+    files
+}
+
+/// Panics with the paths that differ between two snapshots.
+fn assert_same(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, context: &str) {
+    let changed: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|path| before.get(*path) != after.get(*path))
+        .collect();
+    assert!(changed.is_empty(), "{context}: files changed: {changed:?}");
+}
+
+/// Distinct target users with a `Charged` event from the goal's start until `end` (UTC).
+async fn raw_performers(wh: &TempWarehouse, end: chrono::DateTime<chrono::Utc>) -> i64 {
+    wh.count(&format!(
+        "SELECT count(DISTINCT user_id) FROM events WHERE event_name = 'Charged' \
+         AND event_time >= TIMESTAMP '1997-09-30T00:00:00Z' \
+         AND event_time < to_timestamp_micros({})",
+        end.timestamp_micros()
+    ))
+    .await
+}
+
+async fn daily_performers(wh: &TempWarehouse, goal_id: i64, day: &str, bucket: &str) -> i64 {
+    wh.count(&format!(
+        "SELECT performers FROM goal_daily WHERE goal_id = {goal_id} AND day = DATE '{day}' \
+         AND bucket = '{bucket}' AND arm = 'all'"
+    ))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replay_matches_raw_events_and_expires_goals() {
+    let wh = goal_warehouse();
+    let runs = replay(&wh, "1997-09-20", "1997-12-30").await;
+    assert_eq!(runs.len(), 102);
+    // Days before the start update no goal.
+    assert!(runs[0].goals.is_empty());
+
+    let new_york = chrono_tz::America::New_York;
+    for checked in [
+        "1997-09-30",
+        "1997-10-15",
+        "1997-10-26",
+        "1997-11-02",
+        "1997-12-28",
+    ] {
+        let next = day(checked).succ_opt().unwrap();
+        let utc_end = chrono::Utc.from_utc_datetime(&next.and_hms_opt(0, 0, 0).unwrap());
+        assert_eq!(
+            daily_performers(&wh, 1, checked, "All").await,
+            raw_performers(&wh, utc_end).await,
+            "UTC goal on {checked}"
+        );
+        // New York days end at local midnight, which moves by an hour on 1997-10-26.
+        let local_end = new_york
+            .from_local_datetime(&next.and_hms_opt(0, 0, 0).unwrap())
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            daily_performers(&wh, 2, checked, "All").await,
+            raw_performers(&wh, local_end).await,
+            "New York goal on {checked}"
+        );
+    }
+    // CDNOW events sit at midnight UTC, the evening before in New York, so the two goals
+    // differ by the events of one UTC day.
+    assert_ne!(
+        daily_performers(&wh, 1, "1997-10-15", "All").await,
+        daily_performers(&wh, 2, "1997-10-15", "All").await
+    );
+
+    // Buckets add up to the whole group, and one bucket matches its own raw count.
+    let mut bucket_sum = 0;
+    for bucket in predict::BUCKETS {
+        bucket_sum += daily_performers(&wh, 1, "1997-11-15", bucket).await;
+    }
+    assert_eq!(
+        bucket_sum,
+        daily_performers(&wh, 1, "1997-11-15", "All").await
+    );
+    let most = wh
+        .count(
+            "SELECT count(DISTINCT e.user_id) FROM events e JOIN predictions p \
+             ON p.user_id = e.user_id AND p.goal_id = 1 AND p.bucket = 'Most Likely' \
+             WHERE e.event_time >= TIMESTAMP '1997-09-30T00:00:00Z' \
+             AND e.event_time < TIMESTAMP '1997-11-16T00:00:00Z'",
+        )
+        .await;
+    assert_eq!(
+        daily_performers(&wh, 1, "1997-11-15", "Most Likely").await,
+        most
+    );
+
+    // One row per day, bucket and arm; no duplicates after 102 runs.
+    assert_eq!(
+        wh.count("SELECT count(*) FROM goal_daily WHERE goal_id = 1")
+            .await,
+        90 * 4
+    );
+    assert_eq!(
+        wh.count(
+            "SELECT count(*) FROM (SELECT goal_id, day, bucket, arm FROM goal_daily \
+             GROUP BY goal_id, day, bucket, arm HAVING count(*) > 1)"
+        )
+        .await,
+        0
+    );
+
+    // Both goals expired on their end date with final results.
+    assert_eq!(
+        wh.rows("SELECT goal_id, status FROM goals ORDER BY goal_id")
+            .await,
+        ["1|expired", "2|expired"]
+    );
+    let expired_on: Vec<_> = runs
+        .iter()
+        .filter(|run| run.goals.iter().any(|goal| goal.expired))
+        .map(|run| run.day.to_string())
+        .collect();
+    assert_eq!(expired_on, ["1997-12-28"]);
+    assert_eq!(
+        wh.rows(
+            "SELECT performers, achievers, final_day, interval_covered IS NOT NULL \
+             FROM goal_results WHERE goal_id = 1 AND bucket = 'All' AND arm = 'all'"
+        )
+        .await,
+        ["4174|4174|1997-12-28|true"]
+    );
+    assert_eq!(
+        wh.count("SELECT count(*) FROM goal_results WHERE goal_id = 1")
+            .await,
+        4
+    );
+    // Runs after expiry leave expired goals alone.
+    assert!(runs.last().unwrap().goals.is_empty());
+    assert_eq!(
+        wh.rows("SELECT status, count(*) FROM job_runs GROUP BY status")
+            .await,
+        ["succeeded|102"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rerunning_a_day_changes_no_byte() {
+    let wh = goal_warehouse();
+    replay(&wh, "1997-09-30", "1997-10-05").await;
+    let before = snapshot(&wh.root());
+    let run = nightly::run(
+        &wh.warehouse,
+        RunDay::Day(day("1997-10-05")),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.goals.len(), 2);
+    assert_same(&before, &snapshot(&wh.root()), "rerun");
+    assert_eq!(wh.count("SELECT count(*) FROM job_runs").await, 7);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_run_changes_no_table() {
+    let wh = goal_warehouse();
+    replay(&wh, "1997-09-30", "1997-12-27").await;
+    for step in nightly::STEPS {
+        let before = snapshot(&wh.root());
+        let options = RunOptions {
+            fail_after: Some(step.to_string()),
+            ..RunOptions::default()
+        };
+        let error = nightly::run(&wh.warehouse, RunDay::Day(day("1997-12-28")), &options)
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains(&format!("after step {step}")),
+            "{error}"
+        );
+        assert_same(&before, &snapshot(&wh.root()), step);
+        assert!(!wh.root().join("_staging").exists(), "step {step}");
+        assert!(!wh.root().join("_lock.json").exists(), "step {step}");
+    }
+    assert_eq!(
+        wh.rows("SELECT status, count(*) FROM job_runs GROUP BY status ORDER BY status")
+            .await,
+        ["failed|4", "succeeded|89"]
+    );
+    assert_eq!(
+        wh.count("SELECT count(*) FROM job_runs WHERE error LIKE '%after step goals%'")
+            .await,
+        1
+    );
+    // The next run completes normally.
+    nightly::run(
+        &wh.warehouse,
+        RunDay::Day(day("1997-12-28")),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        wh.rows("SELECT status FROM goals ORDER BY goal_id").await,
+        ["expired", "expired"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_events_reach_restated_days_only() {
+    let wh = goal_warehouse();
+    replay(&wh, "1997-09-30", "1997-10-10").await;
+    let before_recent = daily_performers(&wh, 1, "1997-10-09", "All").await;
+    let before_old = daily_performers(&wh, 1, "1997-10-02", "All").await;
+    let before_last = daily_performers(&wh, 1, "1997-10-10", "All").await;
+
+    // Two target users with no purchase since the start buy late: one on a day inside the
+    // three restated days, one on an older day.
+    let quiet = wh
+        .rows(
+            "SELECT user_id FROM target_groups WHERE goal_id = 1 AND user_id NOT IN \
+             (SELECT user_id FROM events WHERE event_time >= TIMESTAMP '1997-09-30T00:00:00Z') \
+             ORDER BY user_id LIMIT 2",
+        )
+        .await;
+    let csv = format!(
+        "user_id,event_name,event_time,amount\n\
+         {},Charged,1997-10-09T12:00:00Z,10\n{},Charged,1997-10-02T12:00:00Z,10\n",
+        quiet[0], quiet[1]
+    );
+    let path = wh.file("late.csv", &csv);
+    success(&wh.run(&["import", "events", path.to_str().unwrap()]));
+
+    nightly::run(
+        &wh.warehouse,
+        RunDay::Day(day("1997-10-11")),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    // Day 10-09 is restated and counts both buyers (performers are cumulative); day 10-02 is
+    // older than the restated days and keeps its figure, although the raw count moved.
+    assert_eq!(
+        daily_performers(&wh, 1, "1997-10-09", "All").await,
+        before_recent + 2
+    );
+    assert_eq!(
+        daily_performers(&wh, 1, "1997-10-02", "All").await,
+        before_old
+    );
+    assert_eq!(
+        raw_performers(
+            &wh,
+            chrono::Utc.with_ymd_and_hms(1997, 10, 3, 0, 0, 0).unwrap()
+        )
+        .await,
+        before_old + 1
+    );
+    assert_eq!(
+        daily_performers(&wh, 1, "1997-10-11", "All").await,
+        raw_performers(
+            &wh,
+            chrono::Utc.with_ymd_and_hms(1997, 10, 12, 0, 0, 0).unwrap()
+        )
+        .await
+    );
+    assert!(daily_performers(&wh, 1, "1997-10-11", "All").await >= before_last + 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_lock_stops_a_second_run_and_a_dead_one_is_taken_over() {
+    let wh = goal_warehouse();
+    let lock = RunLock::acquire(&wh.warehouse, "holder-run", "test")
+        .await
+        .unwrap();
+    let error = nightly::run(
+        &wh.warehouse,
+        RunDay::Day(day("1997-10-01")),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("is locked by run holder-run (test)"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("process {}", std::process::id())),
+        "{message}"
+    );
+    lock.release().await.unwrap();
+
+    // A lock left by a process that has ended.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    std::fs::write(
+        wh.root().join("_lock.json"),
+        format!(
+            r#"{{"run_id":"killed","command":"run","host":"{}","pid":{dead_pid},
+               "acquired_at":"{now}","heartbeat_at":"{now}"}}"#,
+            host.trim()
+        ),
+    )
+    .unwrap();
+    nightly::run(
+        &wh.warehouse,
+        RunDay::Day(day("1997-10-01")),
+        &RunOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(!wh.root().join("_lock.json").exists());
+}
+
+#[test]
+fn run_command_prints_json_and_rejects_bad_days() {
+    let wh = goal_warehouse();
+    let output = success(&wh.run(&["run", "--date", "1997-10-01", "--format", "json"]));
+    let runs: serde_json::Value = serde_json::from_str(&output).unwrap();
+    assert_eq!(runs[0]["day"], "1997-10-01");
+    assert_eq!(runs[0]["goals"].as_array().unwrap().len(), 2);
+    assert_eq!(runs[0]["goals"][0]["days_written"], 2);
+
+    let text = success(&wh.run(&["run", "--from", "1997-10-02", "--to", "1997-10-03"]));
+    assert!(
+        text.contains("Ran 2 days, 1997-10-02 through 1997-10-03"),
+        "{text}"
+    );
+
+    let error = failure(&wh.run(&["run", "--from", "1997-10-05", "--to", "1997-10-01"]));
+    assert!(
+        error.contains("--from 1997-10-05 is after --to 1997-10-01"),
+        "{error}"
+    );
+    let error = failure(&wh.run(&["run", "--date", "1997-13-01"]));
+    assert!(
+        error.contains("invalid --date \"1997-13-01\": use YYYY-MM-DD"),
+        "{error}"
+    );
+    let error = failure(&wh.run(&["run", "--date", "1997-10-01", "--restate-days", "0"]));
+    assert!(
+        error.contains("--restate-days must be at least 1"),
+        "{error}"
+    );
+}
