@@ -1,0 +1,3 @@
+//! Engaging a goal: control groups and the test versus control comparison.
+
+pub mod stats;
