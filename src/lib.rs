@@ -10,6 +10,7 @@ pub mod warehouse;
 
 pub use error::{Error, Result};
 pub mod cli;
+pub mod engage;
 pub mod generate;
 pub mod goals;
 pub mod import;

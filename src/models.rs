@@ -25,8 +25,14 @@ pub const TRUTH_WINDOW_PROBABILITY: SqlModel = SqlModel {
     sql: include_str!("../sql/truth/window_probability.sql"),
 };
 
+/// Test or control for each user of an engaged bucket.
+pub const ENGAGE_CONTROL_GROUPS: SqlModel = SqlModel {
+    path: "sql/engage/control_groups.sql",
+    sql: include_str!("../sql/engage/control_groups.sql"),
+};
+
 /// Every model, for tests that plan each one.
-pub const ALL: &[SqlModel] = &[TRUTH_WINDOW_PROBABILITY];
+pub const ALL: &[SqlModel] = &[TRUTH_WINDOW_PROBABILITY, ENGAGE_CONTROL_GROUPS];
 
 /// Plans `model` in `ctx` with its named parameters bound.
 pub async fn dataframe(

@@ -6,6 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::output;
 use crate::context::{ContextOptions, build_context};
+use crate::engage;
 use crate::error::{Error, Result};
 use crate::goals;
 use crate::predict::{self, BucketCuts, GoalDefinition, PredictOptions};
@@ -34,6 +35,24 @@ pub enum GoalCommand {
     Show {
         /// The goal id, from `goalcast goal list`.
         goal_id: i64,
+        /// Output format: text or json.
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Engage an intent bucket: hold out a control group and export the test audience.
+    Engage {
+        /// The goal id, from `goalcast goal list`.
+        goal_id: i64,
+        /// Users to engage: most, moderately or least (likely bucket), or all target users.
+        #[arg(long)]
+        bucket: String,
+        /// Share of the engaged users held out as control, as a whole percentage from 1 to 50;
+        /// default 5 (or the stored share when the bucket is already engaged).
+        #[arg(long, value_name = "PERCENT")]
+        control_percent: Option<u32>,
+        /// Write the test audience to this file; a .parquet or .csv name selects the format.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
         /// Output format: text or json.
         #[arg(long, default_value = "text")]
         format: String,
@@ -198,6 +217,23 @@ pub async fn run(
             let ctx = build_context(warehouse, context_options).await?;
             let details = goals::goal_details(&ctx, warehouse, context_options, goal_id).await?;
             output::print_goal_details(&details, &format)
+        }
+        GoalCommand::Engage {
+            goal_id,
+            bucket,
+            control_percent,
+            export,
+            format,
+        } => {
+            let request = engage::EngageRequest {
+                goal_id,
+                bucket: bucket.parse()?,
+                control_percent,
+                export,
+            };
+            output::check_format(&format)?;
+            let engagement = engage::engage(warehouse, context_options, &request).await?;
+            output::print_engagement(&engagement, &format)
         }
         GoalCommand::Archive { goal_id } => {
             let goal = goals::archive_goal(warehouse, context_options, goal_id).await?;

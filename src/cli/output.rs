@@ -1,5 +1,6 @@
 //! Text and JSON rendering of command results.
 
+use crate::engage::{Engagement, EngagementSummary};
 use crate::error::{Error, Result};
 use crate::generate::GenerateSummary;
 use crate::goals::GoalDetails;
@@ -268,7 +269,8 @@ pub fn print_prediction(
     Ok(())
 }
 
-fn check_format(format: &str) -> Result<bool> {
+/// Returns whether `format` is json, failing unless it is text or json.
+pub fn check_format(format: &str) -> Result<bool> {
     match format {
         "json" => Ok(true),
         "text" => Ok(false),
@@ -355,6 +357,12 @@ pub fn print_goal_details(details: &GoalDetails, format: &str) -> Result<()> {
             thousands(*users as u64)
         );
     }
+    if !details.engagements.is_empty() {
+        println!("\nEngaged buckets (control_groups)");
+        for engaged in &details.engagements {
+            print_engagement_sizes(engaged);
+        }
+    }
     if let (Some(first), Some(last)) = (details.curve.first(), details.curve.last()) {
         println!(
             "\nPredicted cumulative performers: {:.0} by {}, {:.0} by {} ({} days in goal_curves)",
@@ -366,6 +374,49 @@ pub fn print_goal_details(details: &GoalDetails, format: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints an engagement: the bucket, its test and control sizes, and the export.
+pub fn print_engagement(engagement: &Engagement, format: &str) -> Result<()> {
+    if check_format(format)? {
+        println!("{}", serde_json::to_string_pretty(engagement)?);
+        return Ok(());
+    }
+    let summary = &engagement.summary;
+    if engagement.newly_assigned {
+        println!(
+            "Engaged {} of goal {} ({:?})",
+            summary.bucket, engagement.goal_id, engagement.goal_name
+        );
+    } else {
+        println!(
+            "{} of goal {} ({:?}) was already engaged; the stored assignment is unchanged",
+            summary.bucket, engagement.goal_id, engagement.goal_name
+        );
+    }
+    print_engagement_sizes(summary);
+    match &engagement.export {
+        Some(export) => println!(
+            "  test audience: {} users written to {} ({})",
+            thousands(export.users),
+            export.path,
+            export.format
+        ),
+        None => println!("  test audience: not exported (use --export FILE.parquet or FILE.csv)"),
+    }
+    Ok(())
+}
+
+fn print_engagement_sizes(summary: &EngagementSummary) {
+    println!(
+        "  {:<18}{:>10} users: {:>10} test, {:>8} control ({}%), assigned {}",
+        summary.bucket,
+        thousands(summary.users as u64),
+        thousands(summary.test_users as u64),
+        thousands(summary.control_users as u64),
+        summary.control_percent,
+        summary.assigned_at
+    );
 }
 
 /// Prints the segment names.

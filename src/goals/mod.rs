@@ -259,7 +259,8 @@ pub async fn stage_goals(write: &TableWrite, goals: &[GoalRecord]) -> Result<()>
         .await
 }
 
-async fn write_partition(
+/// Replaces one `goal_id=N` partition of `table` with `batch`.
+pub(crate) async fn write_partition(
     warehouse: &Warehouse,
     table: &str,
     partition: &str,
@@ -284,6 +285,8 @@ pub struct GoalDetails {
     /// Bucket, users, mean probability, expected performers.
     pub buckets: Vec<(String, i64, f64, f64)>,
     pub curve: Vec<CurveRecord>,
+    /// Engaged buckets with their test and control sizes.
+    pub engagements: Vec<crate::engage::EngagementSummary>,
 }
 
 /// Reads a goal with its model run, bucket sizes and predicted curve.
@@ -334,10 +337,12 @@ pub async fn goal_details(
         .collect()
         .await?,
     )?;
+    let engagements = crate::engage::engagements(ctx, goal_id).await?;
     Ok(GoalDetails {
         goal,
         model_run,
         buckets,
         curve,
+        engagements,
     })
 }
