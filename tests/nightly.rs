@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use chrono::{NaiveDate, TimeZone};
 use common::{TempWarehouse, failure, success};
 use goalcast::context::{ContextOptions, build_context};
+use goalcast::engage::{self, EngageRequest, EngagedBucket};
 use goalcast::goals;
 use goalcast::nightly::{self, RunDay, RunOptions};
 use goalcast::predict::{self, BucketCuts, Direction, GoalDefinition, PredictOptions};
@@ -183,6 +184,16 @@ async fn daily_performers(wh: &TempWarehouse, goal_id: i64, day: &str, bucket: &
 #[tokio::test(flavor = "multi_thread")]
 async fn replay_matches_raw_events_and_expires_goals() {
     let wh = goal_warehouse();
+    // CDNOW had no campaign, so an engaged bucket should show no uplift.
+    let request = EngageRequest {
+        goal_id: 1,
+        bucket: EngagedBucket::ModeratelyLikely,
+        control_percent: None,
+        export: None,
+    };
+    engage::engage(&wh.warehouse, &ContextOptions::default(), &request)
+        .await
+        .unwrap();
     let runs = replay(&wh, "1997-09-20", "1997-12-30").await;
     assert_eq!(runs.len(), 102);
     // Days before the start update no goal.
@@ -247,7 +258,7 @@ async fn replay_matches_raw_events_and_expires_goals() {
     assert_eq!(
         wh.count("SELECT count(*) FROM goal_daily WHERE goal_id = 1")
             .await,
-        90 * 4
+        90 * 6
     );
     assert_eq!(
         wh.count(
@@ -281,8 +292,45 @@ async fn replay_matches_raw_events_and_expires_goals() {
     assert_eq!(
         wh.count("SELECT count(*) FROM goal_results WHERE goal_id = 1")
             .await,
-        4
+        6
     );
+    // Test and control of the engaged bucket: sizes from control_groups, performers from the
+    // raw events, and an uplift interval that covers zero. With one bucket engaged, the rows of
+    // every bucket (All) have no arms.
+    for arm in ["test", "control"] {
+        let raw = wh
+            .count(&format!(
+                "SELECT count(DISTINCT e.user_id) FROM events e JOIN control_groups c \
+                 ON c.user_id = e.user_id AND c.goal_id = 1 AND c.arm = '{arm}' \
+                 WHERE e.event_time >= TIMESTAMP '1997-09-30T00:00:00Z' \
+                 AND e.event_time < TIMESTAMP '1997-12-29T00:00:00Z'"
+            ))
+            .await;
+        let stored = wh
+            .count(&format!(
+                "SELECT performers FROM goal_results WHERE goal_id = 1 \
+                 AND bucket = 'Moderately Likely' AND arm = '{arm}'"
+            ))
+            .await;
+        assert_eq!(stored, raw, "{arm}");
+    }
+    assert_eq!(
+        wh.rows(
+            "SELECT uplift_low < 0 AND uplift_high > 0, p_value > 0.05, verdict IS NOT NULL \
+             FROM goal_results WHERE goal_id = 1 AND arm = 'test'"
+        )
+        .await,
+        ["true|true|true"]
+    );
+    assert_eq!(
+        wh.count(
+            "SELECT count(*) FROM goal_results WHERE goal_id = 1 AND arm = 'control' \
+             AND uplift_abs IS NULL"
+        )
+        .await,
+        1
+    );
+
     // Runs after expiry leave expired goals alone.
     assert!(runs.last().unwrap().goals.is_empty());
     assert_eq!(

@@ -363,6 +363,17 @@ pub fn print_goal_details(details: &GoalDetails, format: &str) -> Result<()> {
             print_engagement_sizes(engaged);
         }
     }
+    if !details.engagements.is_empty() {
+        match &details.uplift {
+            Some(latest) => {
+                println!("\nTest vs control through {} (goal_daily)", latest.day);
+                for (bucket, uplift) in &latest.buckets {
+                    print_uplift(bucket, uplift);
+                }
+            }
+            None => println!("  no nightly run yet: `goalcast run` computes test vs control"),
+        }
+    }
     if let (Some(first), Some(last)) = (details.curve.first(), details.curve.last()) {
         println!(
             "\nPredicted cumulative performers: {:.0} by {}, {:.0} by {} ({} days in goal_curves)",
@@ -474,4 +485,44 @@ fn truncate(text: &str, width: usize) -> String {
         short.push('…');
         short
     }
+}
+
+/// Prints the test against control comparison of one engaged bucket, rates in percent.
+fn print_uplift(bucket: &str, uplift: &crate::engage::stats::Uplift) {
+    use crate::engage::stats::Verdict;
+    let points = |share: f64| format!("{:+.2}", 100.0 * share);
+    println!(
+        "  {bucket:<18} test {:.2}% of {}, control {:.2}% of {}",
+        100.0 * uplift.test_rate,
+        thousands(uplift.test_users),
+        100.0 * uplift.control_rate,
+        thousands(uplift.control_users)
+    );
+    let relative = uplift.uplift_rel.map_or(String::new(), |rel| {
+        format!(" ({:+.1}% relative)", 100.0 * rel)
+    });
+    println!(
+        "  {:<18} uplift {} points{relative}, 95% interval {} to {}, p = {:.3}",
+        "",
+        points(uplift.uplift_abs),
+        points(uplift.uplift_low),
+        points(uplift.uplift_high),
+        uplift.p_value
+    );
+    let verdict = match uplift.verdict {
+        Verdict::Significant => format!(
+            "significant at 5%: {:+.0} incremental achievers",
+            uplift.incremental_achievers
+        ),
+        Verdict::NotSignificant => "not significant at 5%".to_string(),
+        Verdict::ControlTooSmall => format!(
+            "control too small: it detects {} points at 80% power, a plausible effect is {}",
+            uplift
+                .min_detectable_effect
+                .map_or("no".to_string(), |mde| format!("{:.2}", 100.0 * mde)),
+            format!("{:.2}", 100.0 * uplift.plausible_effect)
+        ),
+        Verdict::NoVariation => "no variation yet: every user has the same outcome".to_string(),
+    };
+    println!("  {:<18} {verdict}", "");
 }

@@ -143,10 +143,22 @@ pub struct Engagement {
 /// export path without a `.parquet` or `.csv` extension, a goal that is not active, all users
 /// next to an engaged bucket (or the reverse), a different percentage for an engaged bucket,
 /// or a bucket too small to give both arms a user.
-// NOTE: two engagements of the same goal running at once can each rewrite the goal's
-// partition from what they read, so the later one drops the other's rows. Run them one at a
-// time, as the command line does.
+///
+/// Holds the warehouse's run lock while it works, so two engagements of one goal cannot each
+/// rewrite its partition from what they read.
 pub async fn engage(
+    warehouse: &Warehouse,
+    options: &ContextOptions,
+    request: &EngageRequest,
+) -> Result<Engagement> {
+    let run_id = crate::nightly::new_run_id();
+    let lock = crate::warehouse::RunLock::acquire(warehouse, &run_id, "goal engage").await?;
+    let result = engage_locked(warehouse, options, request).await;
+    lock.release().await?;
+    result
+}
+
+async fn engage_locked(
     warehouse: &Warehouse,
     options: &ContextOptions,
     request: &EngageRequest,

@@ -287,6 +287,8 @@ pub struct GoalDetails {
     pub curve: Vec<CurveRecord>,
     /// Engaged buckets with their test and control sizes.
     pub engagements: Vec<crate::engage::EngagementSummary>,
+    /// Test against control on the latest day the nightly job computed.
+    pub uplift: Option<crate::nightly::LatestUplift>,
 }
 
 /// Reads a goal with its model run, bucket sizes and predicted curve.
@@ -338,11 +340,13 @@ pub async fn goal_details(
         .await?,
     )?;
     let engagements = crate::engage::engagements(ctx, goal_id).await?;
+    let uplift = crate::nightly::latest_uplift(ctx, &goal).await?;
     Ok(GoalDetails {
         goal,
         model_run,
         buckets,
         curve,
         engagements,
+        uplift,
     })
 }

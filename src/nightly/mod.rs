@@ -24,6 +24,7 @@ use datafusion::scalar::ScalarValue;
 use serde::{Deserialize, Serialize};
 
 use crate::context::{ContextOptions, build_context};
+use crate::engage::{self, stats::Uplift};
 use crate::error::{Error, Result};
 use crate::goals::records::{GoalRecord, from_batches, to_batch};
 use crate::goals::{self, GOALS, goal_partitioning};
@@ -316,7 +317,7 @@ async fn stage_run(
 
         let expired = goal_day >= definition.end_date;
         if expired {
-            let results = final_results(goal, definition.direction, &computed.rows, last_day);
+            let results = final_results(goal, definition.direction, &computed.rows, last_day)?;
             let batch = to_batch(records::goal_results_schema(), &results)?;
             results_write
                 .put_batches(
@@ -617,10 +618,16 @@ fn daily_rows(
     for bucket in std::iter::once(ALL_BUCKETS).chain(BUCKETS) {
         labels.push((bucket.to_string(), ALL_ARMS.to_string()));
         for arm in [TEST, CONTROL] {
-            let engaged = counts
+            // Rows of every bucket get arms only when they add something: when users of more
+            // than one bucket are in the arm.
+            let engaged_buckets = counts
                 .iter()
-                .any(|cell| cell.users > 0 && covers(bucket, arm, &cell.bucket, &cell.arm));
-            if engaged {
+                .filter(|cell| cell.users > 0 && covers(bucket, arm, &cell.bucket, &cell.arm))
+                .map(|cell| cell.bucket.as_str())
+                .collect::<BTreeSet<_>>()
+                .len();
+            let needed = if bucket == ALL_BUCKETS { 2 } else { 1 };
+            if engaged_buckets >= needed {
                 labels.push((bucket.to_string(), arm.to_string()));
             }
         }
@@ -700,9 +707,10 @@ fn final_results(
     direction: Direction,
     rows: &[DailyRecord],
     last_day: NaiveDate,
-) -> Vec<ResultRecord> {
+) -> Result<Vec<ResultRecord>> {
     let last = last_day.to_string();
-    rows.iter()
+    let mut results: Vec<ResultRecord> = rows
+        .iter()
         .filter(|row| row.day == last)
         .map(|row| {
             let achieved = |performers: f64| match direction {
@@ -735,7 +743,94 @@ fn final_results(
                 p_value: None,
                 incremental_achievers: None,
                 min_detectable_effect: None,
+                verdict: None,
             }
         })
+        .collect();
+    for uplift in arm_uplifts(direction, rows.iter().filter(|row| row.day == last)) {
+        let (bucket, uplift) = uplift?;
+        if let Some(result) = results
+            .iter_mut()
+            .find(|result| result.bucket == bucket && result.arm == TEST)
+        {
+            result.uplift_abs = Some(uplift.uplift_abs);
+            result.uplift_rel = uplift.uplift_rel;
+            result.uplift_low = Some(uplift.uplift_low);
+            result.uplift_high = Some(uplift.uplift_high);
+            result.p_value = Some(uplift.p_value);
+            result.incremental_achievers = Some(uplift.incremental_achievers);
+            result.min_detectable_effect = uplift.min_detectable_effect;
+            result.verdict = Some(uplift.verdict.as_str().to_string());
+        }
+    }
+    Ok(results)
+}
+
+/// Compares the test and control rows of each engaged bucket among `rows` (rows of one day).
+fn arm_uplifts<'a>(
+    direction: Direction,
+    rows: impl Iterator<Item = &'a DailyRecord> + Clone,
+) -> impl Iterator<Item = Result<(String, Uplift)>> {
+    let achievers = move |row: &DailyRecord| -> u64 {
+        match direction {
+            Direction::Maximize => row.performers as u64,
+            Direction::Minimize => (row.users - row.performers) as u64,
+        }
+    };
+    let pairs: Vec<(&DailyRecord, &DailyRecord)> = rows
+        .clone()
+        .filter(|row| row.arm == TEST)
+        .filter_map(|test| {
+            rows.clone()
+                .find(|row| row.arm == CONTROL && row.bucket == test.bucket)
+                .map(|control| (test, control))
+        })
+        .collect();
+    pairs.into_iter().map(move |(test, control)| {
+        let uplift = engage::stats::uplift(
+            direction,
+            test.users as u64,
+            achievers(test),
+            control.users as u64,
+            achievers(control),
+        )?;
+        Ok((test.bucket.clone(), uplift))
+    })
+}
+
+/// Test against control of each engaged bucket on the latest stored day of a goal.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatestUplift {
+    pub day: String,
+    pub buckets: Vec<(String, Uplift)>,
+}
+
+/// Reads the latest day of a goal's `goal_daily` and compares test and control in each engaged
+/// bucket; `None` before the first nightly run or when no bucket is engaged.
+pub async fn latest_uplift(
+    ctx: &SessionContext,
+    goal: &GoalRecord,
+) -> Result<Option<LatestUplift>> {
+    if !ctx.table_exist(GOAL_DAILY)? {
+        return Ok(None);
+    }
+    let goal_id = goal.goal_id;
+    let rows: Vec<DailyRecord> = from_batches(
+        &ctx.sql(&format!(
+            "SELECT * EXCLUDE (goal_id) FROM goal_daily WHERE goal_id = {goal_id} \
+             AND day = (SELECT max(day) FROM goal_daily WHERE goal_id = {goal_id})"
+        ))
+        .await?
         .collect()
+        .await?,
+    )?;
+    let Some(day) = rows.first().map(|row| row.day.clone()) else {
+        return Ok(None);
+    };
+    let direction: Direction = goal.direction.parse()?;
+    let buckets = arm_uplifts(direction, rows.iter()).collect::<Result<Vec<_>>>()?;
+    if buckets.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(LatestUplift { day, buckets }))
 }

@@ -99,6 +99,10 @@ pub struct ResultRecord {
     pub incremental_achievers: Option<f64>,
     #[serde(default)]
     pub min_detectable_effect: Option<f64>,
+    /// What the comparison supports: `significant`, `not_significant`, `control_too_small`
+    /// or `no_variation`.
+    #[serde(default)]
+    pub verdict: Option<String>,
 }
 
 pub fn goal_results_schema() -> SchemaRef {
@@ -124,6 +128,7 @@ pub fn goal_results_schema() -> SchemaRef {
         optional_float("p_value"),
         optional_float("incremental_achievers"),
         optional_float("min_detectable_effect"),
+        Field::new("verdict", DataType::Utf8, true),
     ]))
 }
 
