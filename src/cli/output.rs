@@ -516,11 +516,11 @@ fn print_uplift(bucket: &str, uplift: &crate::engage::stats::Uplift) {
         ),
         Verdict::NotSignificant => "not significant at 5%".to_string(),
         Verdict::ControlTooSmall => format!(
-            "control too small: it detects {} points at 80% power, a plausible effect is {}",
+            "control too small: it detects {} points at 80% power, a plausible effect is {:.2}",
             uplift
                 .min_detectable_effect
                 .map_or("no".to_string(), |mde| format!("{:.2}", 100.0 * mde)),
-            format!("{:.2}", 100.0 * uplift.plausible_effect)
+            100.0 * uplift.plausible_effect
         ),
         Verdict::NoVariation => "no variation yet: every user has the same outcome".to_string(),
     };
