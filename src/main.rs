@@ -1,14 +1,17 @@
 //! The `goalcast` binary: parses the command line, sets up logging, and runs the command.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use goalcast::cli::{Cli, run};
+use goalcast::cli::{Cli, Command, run};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // The scheduler is a long-running service, so it logs its starts, stops and runs by default.
+    let service = matches!(cli.command, Command::Schedule(_));
+    init_logging(cli.verbose.max(u8::from(service)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,6 +48,7 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
 }

@@ -4,6 +4,7 @@ mod goal;
 mod import;
 mod output;
 mod run;
+mod schedule;
 mod shell;
 
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ pub enum Command {
 
     /// Run the nightly job: actual performers against the prediction, and goal expiry.
     Run(run::RunArgs),
+
+    /// Run the jobs of the jobs folder on their cron schedules until SIGINT or SIGTERM.
+    Schedule(schedule::ScheduleArgs),
 
     /// Write a synthetic warehouse with known per-user event probabilities.
     Generate(GenerateArgs),
@@ -121,6 +125,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => {
             let warehouse = open_for_reading(&cli.warehouse).await?;
             run::run(&warehouse, args, &context_options).await
+        }
+        Command::Schedule(args) => {
+            let warehouse = open_for_reading(&cli.warehouse).await?;
+            schedule::run(&warehouse, args, &context_options).await
         }
         Command::Generate(args) => generate(&cli.warehouse, args).await,
         Command::Sql(args) => {

@@ -233,6 +233,8 @@ pub async fn run_locked(
         Ok(summary) => {
             tracing::info!(
                 run_id,
+                job = options.job,
+                day = %record_day,
                 goals = summary.goals.len(),
                 rows = summary.rows_written,
                 "run succeeded"

@@ -120,10 +120,10 @@ pub fn local_midnight_micros(date: NaiveDate, zone: Tz) -> Result<i64> {
         })
 }
 
-/// Formats UTC microseconds as RFC 3339.
+/// Formats UTC microseconds as RFC 3339, with fractional seconds only when there are any.
 pub fn format_micros(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros)
-        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .map(|time| time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| micros.to_string())
 }
 

@@ -67,6 +67,7 @@ pub struct RunLock {
     warehouse: Warehouse,
     holder: LockHolder,
     heartbeat: tokio::task::JoinHandle<()>,
+    released: bool,
 }
 
 impl RunLock {
@@ -97,6 +98,7 @@ impl RunLock {
                         warehouse: warehouse.clone(),
                         holder,
                         heartbeat,
+                        released: false,
                     });
                 }
                 Err(object_store::Error::AlreadyExists { .. }) if attempt == 0 => {
@@ -135,26 +137,63 @@ impl RunLock {
     }
 
     /// Releases the lock.
-    pub async fn release(self) -> Result<()> {
+    pub async fn release(mut self) -> Result<()> {
+        self.released = true;
         self.heartbeat.abort();
-        let path = self.warehouse.path(LOCK_FILE);
-        // Delete only a lock that is still ours; another process may have taken it over after
-        // a long pause of this one.
-        if read_holder(&self.warehouse)
-            .await?
-            .is_some_and(|current| current.run_id == self.holder.run_id)
-        {
-            delete_if_exists(self.warehouse.store().as_ref(), &path).await?;
-        }
+        delete_if_held_by(&self.warehouse, |current| {
+            current.run_id == self.holder.run_id
+        })
+        .await?;
         tracing::debug!(run_id = self.holder.run_id, "released the warehouse lock");
         Ok(())
     }
 }
 
 impl Drop for RunLock {
+    /// Releases the lock in the background when its holder is dropped without
+    /// [`RunLock::release`], as a run cancelled by a timeout is.
     fn drop(&mut self) {
         self.heartbeat.abort();
+        if self.released {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let warehouse = self.warehouse.clone();
+            let run_id = self.holder.run_id.clone();
+            runtime.spawn(async move {
+                let released =
+                    delete_if_held_by(&warehouse, |current| current.run_id == run_id).await;
+                if let Err(error) = released {
+                    tracing::warn!(%error, run_id, "could not release an abandoned run's lock");
+                }
+            });
+        }
     }
+}
+
+/// Deletes the lock when this process holds it, for a process that abandons its runs.
+pub async fn release_own(warehouse: &Warehouse) -> Result<()> {
+    let host = this_host();
+    let pid = std::process::id();
+    delete_if_held_by(warehouse, |current| {
+        current.host == host && current.pid == pid
+    })
+    .await
+}
+
+/// Deletes the lock when `is_holder` accepts the holder it names. Another process may have
+/// taken the lock over after a long pause of this one, and its lock must stay.
+async fn delete_if_held_by(
+    warehouse: &Warehouse,
+    is_holder: impl Fn(&LockHolder) -> bool,
+) -> Result<()> {
+    if read_holder(warehouse)
+        .await?
+        .is_some_and(|current| is_holder(&current))
+    {
+        delete_if_exists(warehouse.store().as_ref(), &warehouse.path(LOCK_FILE)).await?;
+    }
+    Ok(())
 }
 
 /// Reads the current lock holder, or `None` when the warehouse is not locked.
