@@ -19,4 +19,5 @@ pub mod nightly;
 pub mod predict;
 pub mod progress;
 pub mod query;
+pub mod report;
 pub mod segments;
