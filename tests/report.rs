@@ -1,23 +1,17 @@
-//! `goalcast report` in a real browser: headless Chromium renders the report of a CDNOW goal
-//! before and after a nightly run, and the test checks the page's DOM, its console output and
-//! a screenshot.
+//! `goalcast report` in a real browser: headless Chromium renders the report of an engaged
+//! CDNOW goal before and after nightly runs, and the test checks the page's DOM, its console
+//! output and a screenshot.
 //!
 //! Chromium is Debian's `chromium` package, which `.ci/run` installs when it is missing.
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{
-    ArrayRef, AsArray, Date32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-};
-use arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Int32Type, Int64Type};
 use common::{TempWarehouse, cdnow_copy, success};
-use goalcast::warehouse::{PartitionColumn, PartitionType, Replace, TableWrite};
 
 /// Colours of the report's series, as plotters writes them into the SVG.
 const PREDICTED: &str = "#1F77B4";
@@ -291,6 +285,7 @@ fn report_before_and_after_nightly_run() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/sql/segments"),
     ]);
     success(&output);
+    success(&wh.run(&["goal", "engage", "1", "--bucket", "most"]));
 
     // Before any nightly run: the prediction only, with a notice.
     let (summary, rendered) = report_in_chromium(&wh, "before.html");
@@ -300,7 +295,7 @@ fn report_before_and_after_nightly_run() {
     assert!(dom.contains("No nightly run has happened yet for this goal"));
     let cumulative = chart_svg(dom, "chart-cumulative").unwrap();
     assert!(shapes_in_colour(cumulative, "polyline", ACTUAL).is_empty());
-    assert!(chart_svg(dom, "chart-test-control").is_none());
+    assert!(!dom.contains("chart-test-control"));
     assert_eq!(
         count_pixels(&rendered, ACTUAL_PIXEL),
         0,
@@ -308,9 +303,9 @@ fn report_before_and_after_nightly_run() {
     );
 
     // After nightly runs through 15 November 1997: actuals beside the prediction.
-    let through = "1997-11-15";
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let expected_rates = runtime.block_on(write_goal_daily(&wh, through));
+    success(&wh.run(&["run", "--from", "1997-09-30", "--to", "1997-11-15"]));
+    let expected_rates = bucket_rates_on(&wh, "1997-11-15");
+    assert_eq!(expected_rates.len(), 3, "{expected_rates:?}");
     let (summary, rendered) = report_in_chromium(&wh, "after.html");
     assert!(summary.contains("actuals through 1997-11-15"), "{summary}");
     check_common(&rendered);
@@ -350,7 +345,11 @@ fn report_before_and_after_nightly_run() {
         3 + 1,
         "with the legend"
     );
-    let arms = chart_svg(dom, "chart-test-control").expect("test and control chart");
+    let arms = chart_svg(dom, "chart-test-control-most-likely").expect("test and control chart");
+    assert!(
+        !dom.contains("chart-test-control-all"),
+        "only Most Likely is engaged"
+    );
     for colour in [ACTUAL, CONTROL] {
         assert_eq!(
             shapes_in_colour(arms, "polyline", colour).into_iter().max(),
@@ -363,6 +362,26 @@ fn report_before_and_after_nightly_run() {
         "{} pixels in the actual colour",
         count_pixels(&rendered, ACTUAL_PIXEL)
     );
+}
+
+/// Returns each bucket's actual rate on `day` from `goal_daily`, the report's source.
+fn bucket_rates_on(wh: &TempWarehouse, day: &str) -> BTreeMap<String, f64> {
+    let text = success(&wh.run(&[
+        "sql",
+        &format!(
+            "SELECT bucket, performers, users FROM goal_daily \
+             WHERE goal_id = 1 AND arm = 'all' AND bucket <> 'All' AND day = DATE '{day}'"
+        ),
+        "--format",
+        "json",
+    ]));
+    text.lines()
+        .map(|line| {
+            let row: serde_json::Value = serde_json::from_str(line).unwrap();
+            let rate = row["performers"].as_f64().unwrap() / row["users"].as_f64().unwrap();
+            (row["bucket"].as_str().unwrap().to_string(), rate)
+        })
+        .collect()
 }
 
 fn count_pixels(rendered: &Rendered, colour: [u8; 3]) -> usize {
@@ -384,233 +403,4 @@ fn console_errors_are_detected() {
     let messages = console_messages(&log);
     assert_eq!(messages.len(), 1, "{log}");
     assert!(messages[0].contains("Uncaught ReferenceError"), "{log}");
-}
-
-/// A target user of goal 1.
-struct Member {
-    user_id: String,
-    bucket: String,
-    probability: f64,
-    arm: &'static str,
-}
-
-/// The members of one `goal_daily` bucket and arm.
-struct Group<'a> {
-    bucket: String,
-    arm: &'static str,
-    members: Vec<&'a Member>,
-}
-
-impl<'a> Group<'a> {
-    fn of(
-        members: &'a [Member],
-        bucket: &str,
-        arm: &'static str,
-        include: impl Fn(&Member) -> bool,
-    ) -> Self {
-        Group {
-            bucket: bucket.to_string(),
-            arm,
-            members: members.iter().filter(|m| include(m)).collect(),
-        }
-    }
-}
-
-/// One row of `goal_daily`.
-struct DailyRow {
-    day: i32,
-    day_index: i32,
-    bucket: String,
-    arm: &'static str,
-    users: i64,
-    performers: i64,
-    events: i64,
-    cumulative_events: i64,
-    predicted: f64,
-    low: f64,
-    high: f64,
-}
-
-/// Writes `goal_daily` rows for goal 1 from the start through `through`, computed from the
-/// CDNOW events with the column meanings of the `goal_daily` schema, and returns each bucket's
-/// actual rate on the last day.
-///
-/// Users whose id is a multiple of 5 form the control arm.
-async fn write_goal_daily(wh: &TempWarehouse, through: &str) -> BTreeMap<String, f64> {
-    let curve = wh
-        .query("SELECT day, day_index, expected_cumulative, low, high FROM goal_curves WHERE goal_id = 1 ORDER BY day_index")
-        .await;
-    let mut days = Vec::new();
-    for batch in &curve {
-        for row in 0..batch.num_rows() {
-            days.push((
-                batch.column(0).as_primitive::<Date32Type>().value(row),
-                batch.column(1).as_primitive::<Int32Type>().value(row),
-                batch.column(2).as_primitive::<Float64Type>().value(row),
-                batch.column(3).as_primitive::<Float64Type>().value(row),
-                batch.column(4).as_primitive::<Float64Type>().value(row),
-            ));
-        }
-    }
-    let last = days
-        .iter()
-        .position(|day| {
-            chrono::NaiveDate::from_num_days_from_ce_opt(day.0 + 719_163)
-                .unwrap()
-                .to_string()
-                == through
-        })
-        .unwrap();
-    days.truncate(last + 1);
-    let first_day = days[0].0;
-
-    // Each target user's bucket, probability and arm.
-    let batches = wh
-        .query("SELECT user_id, bucket, probability FROM predictions WHERE goal_id = 1")
-        .await;
-    let mut members = Vec::new();
-    for batch in &batches {
-        for row in 0..batch.num_rows() {
-            let user_id = batch.column(0).as_string::<i32>().value(row).to_string();
-            let arm = if user_id.parse::<u64>().unwrap() % 5 == 0 {
-                "control"
-            } else {
-                "test"
-            };
-            members.push(Member {
-                user_id,
-                bucket: batch.column(1).as_string::<i32>().value(row).to_string(),
-                probability: batch.column(2).as_primitive::<Float64Type>().value(row),
-                arm,
-            });
-        }
-    }
-
-    // Goal events per user and day index: the goal's event and filter, from its start.
-    let batches = wh
-        .query(
-            "SELECT user_id, CAST(event_time AS DATE) AS day, count(*) AS events \
-             FROM events WHERE event_name = 'Charged' AND amount < 5000 \
-             AND event_time >= TIMESTAMP '1997-09-30T00:00:00Z' \
-             AND event_time < TIMESTAMP '1997-12-29T00:00:00Z' GROUP BY 1, 2",
-        )
-        .await;
-    let mut user_events: HashMap<String, Vec<(i32, i64)>> = HashMap::new();
-    for batch in &batches {
-        for row in 0..batch.num_rows() {
-            user_events
-                .entry(batch.column(0).as_string::<i32>().value(row).to_string())
-                .or_default()
-                .push((
-                    batch.column(1).as_primitive::<Date32Type>().value(row) - first_day,
-                    batch.column(2).as_primitive::<Int64Type>().value(row),
-                ));
-        }
-    }
-
-    let mut groups = vec![
-        Group::of(&members, "All", "all", |_| true),
-        Group::of(&members, "All", "test", |m| m.arm == "test"),
-        Group::of(&members, "All", "control", |m| m.arm == "control"),
-    ];
-    for bucket in ["Most Likely", "Moderately Likely", "Least Likely"] {
-        groups.push(Group::of(&members, bucket, "all", |m| m.bucket == bucket));
-    }
-
-    let total_probability: f64 = members.iter().map(|m| m.probability).sum();
-    let mut rows = Vec::new();
-    let mut rates = BTreeMap::new();
-    for group in &groups {
-        let share = group.members.iter().map(|m| m.probability).sum::<f64>() / total_probability;
-        let mut cumulative_events = 0;
-        for &(day, day_index, expected, low, high) in &days {
-            let mut performers = 0;
-            let mut events = 0;
-            for member in &group.members {
-                let Some(days_with_events) = user_events.get(&member.user_id) else {
-                    continue;
-                };
-                if days_with_events
-                    .iter()
-                    .any(|(index, _)| *index <= day_index)
-                {
-                    performers += 1;
-                }
-                events += days_with_events
-                    .iter()
-                    .filter(|(index, _)| *index == day_index)
-                    .map(|(_, count)| count)
-                    .sum::<i64>();
-            }
-            cumulative_events += events;
-            rows.push(DailyRow {
-                day,
-                day_index,
-                bucket: group.bucket.clone(),
-                arm: group.arm,
-                users: group.members.len() as i64,
-                performers,
-                events,
-                cumulative_events,
-                predicted: expected * share,
-                low: low * share,
-                high: high * share,
-            });
-            if group.arm == "all" && group.bucket != "All" && day_index == days[last].1 {
-                rates.insert(
-                    group.bucket.clone(),
-                    performers as f64 / group.members.len() as f64,
-                );
-            }
-        }
-    }
-
-    let schema = common::schema(vec![
-        Field::new("day", DataType::Date32, false),
-        Field::new("day_index", DataType::Int32, false),
-        Field::new("bucket", DataType::Utf8, false),
-        Field::new("arm", DataType::Utf8, false),
-        Field::new("users", DataType::Int64, false),
-        Field::new("performers", DataType::Int64, false),
-        Field::new("events", DataType::Int64, false),
-        Field::new("cumulative_events", DataType::Int64, false),
-        Field::new("predicted_performers", DataType::Float64, false),
-        Field::new("predicted_low", DataType::Float64, true),
-        Field::new("predicted_high", DataType::Float64, true),
-    ]);
-    let arrays: Vec<ArrayRef> = vec![
-        Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| r.day))),
-        Arc::new(Int32Array::from_iter_values(
-            rows.iter().map(|r| r.day_index),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| &r.bucket),
-        )),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.arm))),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.users))),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.performers),
-        )),
-        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.events))),
-        Arc::new(Int64Array::from_iter_values(
-            rows.iter().map(|r| r.cumulative_events),
-        )),
-        Arc::new(Float64Array::from_iter_values(
-            rows.iter().map(|r| r.predicted),
-        )),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.low))),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.high))),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap();
-    let partitioning = vec![PartitionColumn {
-        name: "goal_id".into(),
-        data_type: PartitionType::Int64,
-    }];
-    let write = TableWrite::begin(&wh.warehouse, "goal_daily", partitioning).unwrap();
-    write
-        .put_batches("goal_id=1/part-0.parquet", schema, &[batch])
-        .await
-        .unwrap();
-    write.commit(Replace::All).await.unwrap();
-    rates
 }

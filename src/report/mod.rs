@@ -17,8 +17,8 @@ use crate::context::{ContextOptions, build_context};
 use crate::error::{Error, Result};
 use crate::goals::records::from_batches;
 use crate::goals::{self, GoalDetails};
-use crate::predict::format_micros;
 use crate::predict::metrics::CalibrationBin;
+use crate::predict::{BUCKETS, format_micros};
 use crate::warehouse::Warehouse;
 
 pub use charts::Day;
@@ -173,11 +173,35 @@ impl ReportData {
             .collect()
     }
 
-    /// Returns the share of each arm's users who performed the events, per day.
-    pub fn arm_rates(&self, arm: &str) -> Vec<(i32, f64)> {
-        self.daily_series(ALL_BUCKETS, arm, |row| {
+    /// Returns the share of the users of one bucket and arm who performed the events, per
+    /// day.
+    pub fn arm_rates(&self, bucket: &str, arm: &str) -> Vec<(i32, f64)> {
+        self.daily_series(bucket, arm, |row| {
             row.performers as f64 / row.users.max(1) as f64
         })
+    }
+
+    /// Returns the buckets that `goal_daily` splits into test and control arms: `All` when the
+    /// whole target group was engaged, otherwise each engaged bucket in bucket order.
+    pub fn engaged_buckets(&self) -> Vec<String> {
+        let has_arm = |bucket: &str, arm: &str| {
+            self.daily
+                .iter()
+                .any(|row| row.bucket == bucket && row.arm == arm)
+        };
+        std::iter::once(ALL_BUCKETS)
+            .chain(BUCKETS)
+            .filter(|bucket| has_arm(bucket, "test") && has_arm(bucket, "control"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Returns the last `goal_daily` row of one bucket and arm.
+    pub fn latest_row(&self, bucket: &str, arm: &str) -> Option<&DailyRow> {
+        self.daily
+            .iter()
+            .filter(|row| row.bucket == bucket && row.arm == arm)
+            .max_by_key(|row| row.day_index)
     }
 
     /// Returns each bucket's size with its predicted rate and, after a nightly run, the actual

@@ -12,6 +12,7 @@ const STYLE: &str = "
 body { font-family: sans-serif; margin: 2rem auto; max-width: 62rem; color: #222; }
 h1 { font-size: 1.6rem; margin-bottom: 0.2rem; }
 h2 { font-size: 1.25rem; margin-top: 2.2rem; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05rem; margin-top: 1.4rem; }
 table { border-collapse: collapse; margin: 0.8rem 0; }
 th, td { text-align: left; padding: 0.25rem 0.9rem 0.25rem 0; vertical-align: top; }
 td.number, th.number { text-align: right; }
@@ -208,27 +209,60 @@ fn buckets(data: &ReportData) -> Result<Markup> {
 }
 
 fn arms(data: &ReportData) -> Result<Markup> {
-    let test = data.arm_rates("test");
-    let control = data.arm_rates("control");
-    let chart = if test.is_empty() || control.is_empty() {
-        None
-    } else {
-        Some(charts::arms(&data.days(), &test, &control)?)
-    };
+    let days = data.days();
+    let mut engaged = Vec::new();
+    for bucket in data.engaged_buckets() {
+        let test = data.arm_rates(&bucket, "test");
+        let control = data.arm_rates(&bucket, "control");
+        let svg = charts::arms(&days, &test, &control)?;
+        let id = format!(
+            "chart-test-control-{}",
+            bucket.to_lowercase().replace(' ', "-")
+        );
+        let latest = (
+            data.latest_row(&bucket, "test"),
+            data.latest_row(&bucket, "control"),
+        );
+        engaged.push((bucket, id, svg, latest));
+    }
     Ok(html! {
         section #test-control {
             h2 { "Test and control" }
-            @match chart {
-                Some(svg) => figure #chart-test-control {
+            @if engaged.is_empty() {
+                p {
+                    "goal_daily has no test and control rows for this goal yet: they appear \
+                     after the goal is engaged (goalcast goal engage) and a nightly run."
+                }
+            }
+            @for (bucket, id, svg, latest) in &engaged {
+                h3 { (bucket) }
+                @if let (Some(test), Some(control)) = latest {
+                    table {
+                        tr {
+                            th { "Arm" }
+                            th.number { "Users" }
+                            th.number { "Performers" }
+                            th.number { "Rate by " (test.day) }
+                        }
+                        @for (arm, row) in [("test", test), ("control", control)] {
+                            tr {
+                                td { (arm) }
+                                td.number { (count(row.users)) }
+                                td.number { (count(row.performers)) }
+                                td.number {
+                                    (percent(row.performers as f64 / row.users.max(1) as f64))
+                                }
+                            }
+                        }
+                    }
+                }
+                figure id=(id) {
                     (PreEscaped(svg))
                     figcaption {
-                        "Share of each arm's users who performed the events, by day of the goal."
+                        "Share of each arm's users in " (bucket)
+                        " who performed the events, by day of the goal."
                     }
-                },
-                None => p {
-                    "goal_daily has no test and control rows for this goal yet, so there is no \
-                     comparison to show."
-                },
+                }
             }
         }
     })
