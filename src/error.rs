@@ -50,6 +50,13 @@ pub enum Error {
     #[error("injected failure after step {0}")]
     Injected(String),
 
+    /// A report chart that plotters failed to draw.
+    #[error("failed to draw the {chart} chart: {message}")]
+    Chart {
+        chart: &'static str,
+        message: String,
+    },
+
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
 

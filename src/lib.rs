@@ -19,5 +19,6 @@ pub mod nightly;
 pub mod predict;
 pub mod progress;
 pub mod query;
+pub mod report;
 pub mod schedule;
 pub mod segments;

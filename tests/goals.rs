@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use arrow::array::AsArray;
 use chrono::NaiveDate;
-use common::{TempWarehouse, failure, success};
+use common::{TempWarehouse, cdnow_copy, failure, success};
 use goalcast::context::{ContextOptions, build_context};
 use goalcast::generate::{GeneratorConfig, generate};
 use goalcast::predict::{self, Direction, GoalDefinition, PredictOptions, Prediction, metrics};
@@ -33,22 +33,6 @@ fn cdnow_goal() -> GoalDefinition {
         time_zone: "UTC".into(),
         start_micros: micros("1997-09-30T00:00:00Z"),
     }
-}
-
-/// Copies the shipped CDNOW warehouse, so tests never write into the repository.
-fn cdnow_copy() -> TempWarehouse {
-    let wh = TempWarehouse::new();
-    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/warehouse");
-    let status = std::process::Command::new("cp")
-        .args([
-            "-r",
-            &format!("{source}/events"),
-            wh.root().to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    wh
 }
 
 async fn run_predict(wh: &TempWarehouse, goal: &GoalDefinition) -> goalcast::Result<Prediction> {

@@ -63,6 +63,15 @@ pub enum Command {
     /// Run a read-only SQL query, or open an interactive shell when no query is given.
     Sql(SqlArgs),
 
+    /// Write a goal's report: one HTML file that opens without a network.
+    Report {
+        /// The goal id, from `goalcast goal list`.
+        goal_id: i64,
+        /// The HTML file to write; default goal-ID-report.html in the current folder.
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+
     /// List the warehouse's tables with row counts and columns.
     Tables {
         /// Output format: table or json.
@@ -143,6 +152,14 @@ pub async fn run(cli: Cli) -> Result<()> {
                 }
                 None => shell::run(&ctx, format).await,
             }
+        }
+        Command::Report { goal_id, out } => {
+            let warehouse = open_for_reading(&cli.warehouse).await?;
+            let out = out.unwrap_or_else(|| PathBuf::from(format!("goal-{goal_id}-report.html")));
+            let summary =
+                crate::report::write_report(&warehouse, &context_options, goal_id, &out).await?;
+            output::print_report_summary(&summary, &out);
+            Ok(())
         }
         Command::Tables { format } => {
             let warehouse = open_for_reading(&cli.warehouse).await?;

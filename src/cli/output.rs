@@ -8,6 +8,7 @@ use crate::goals::records::GoalRecord;
 use crate::import::ImportSummary;
 use crate::predict::{GoalDefinition, Prediction, format_micros};
 use crate::query::TableListing;
+use crate::report::ReportSummary;
 use crate::segments::{Segment, SegmentCatalog};
 use crate::warehouse::Warehouse;
 
@@ -428,6 +429,20 @@ fn print_engagement_sizes(summary: &EngagementSummary) {
         summary.control_percent,
         summary.assigned_at
     );
+}
+
+/// Prints where a report went and whether it has actuals.
+pub fn print_report_summary(summary: &ReportSummary, out: &std::path::Path) {
+    println!(
+        "Wrote the report of goal {} to {} ({})",
+        summary.goal_id,
+        out.display(),
+        human_bytes(summary.bytes as u64)
+    );
+    match &summary.actuals_through {
+        Some(day) => println!("  actuals through {day}"),
+        None => println!("  no nightly run yet: the report shows the prediction only"),
+    }
 }
 
 /// Prints the segment names.
