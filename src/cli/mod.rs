@@ -1,5 +1,6 @@
 //! The `goalcast` command line: argument parsing and one function per command.
 
+mod demo;
 mod goal;
 mod import;
 mod output;
@@ -50,6 +51,10 @@ pub enum Command {
     /// List segments and show their users.
     #[command(subcommand)]
     Segment(goal::SegmentCommand),
+
+    /// Run the main job end to end on a scratch copy of the warehouse: predict, create and
+    /// engage a goal, replay the nightly job, and report.
+    Demo(demo::DemoArgs),
 
     /// Run the nightly job: actual performers against the prediction, and goal expiry.
     Run(run::RunArgs),
@@ -131,6 +136,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let warehouse = open_for_reading(&cli.warehouse).await?;
             goal::run_segment(&warehouse, command, &context_options).await
         }
+        Command::Demo(args) => demo::run(&cli.warehouse, args, &context_options).await,
         Command::Run(args) => {
             let warehouse = open_for_reading(&cli.warehouse).await?;
             run::run(&warehouse, args, &context_options).await

@@ -199,11 +199,14 @@ pub fn print_prediction(
         );
     }
     println!(
-        "Goal {:?}: {} {} in segment {} from {} through {} ({})",
+        "Goal {:?}: {} {} in segment {}",
         goal.name,
         goal.direction.as_str(),
         goal.event_names.join(" or "),
         goal.segment,
+    );
+    println!(
+        "  from {} through {} ({})",
         format_micros(goal.start_micros),
         goal.end_date,
         goal.time_zone
@@ -250,7 +253,10 @@ pub fn print_prediction(
         .iter()
         .map(|bin| format!("{:.2}/{:.2}", bin.mean_predicted, bin.observed_rate))
         .collect();
-    println!("    {}", cells.join("  "));
+    // Five deciles per line keep the output within 100 columns.
+    for line in cells.chunks(5) {
+        println!("    {}", line.join("  "));
+    }
     println!("\nIntent buckets");
     for bucket in &prediction.buckets {
         println!(
@@ -421,14 +427,14 @@ pub fn print_engagement(engagement: &Engagement, format: &str) -> Result<()> {
 
 fn print_engagement_sizes(summary: &EngagementSummary) {
     println!(
-        "  {:<18}{:>10} users: {:>10} test, {:>8} control ({}%), assigned {}",
+        "  {:<18}{:>10} users: {:>10} test, {:>8} control ({}%)",
         summary.bucket,
         thousands(summary.users as u64),
         thousands(summary.test_users as u64),
         thousands(summary.control_users as u64),
         summary.control_percent,
-        summary.assigned_at
     );
+    println!("  {:<18}assigned {}", "", summary.assigned_at);
 }
 
 /// Prints where a report went and whether it has actuals.
@@ -503,7 +509,7 @@ fn truncate(text: &str, width: usize) -> String {
 }
 
 /// Prints the test against control comparison of one engaged bucket, rates in percent.
-fn print_uplift(bucket: &str, uplift: &crate::engage::stats::Uplift) {
+pub fn print_uplift(bucket: &str, uplift: &crate::engage::stats::Uplift) {
     use crate::engage::stats::Verdict;
     let points = |share: f64| format!("{:+.2}", 100.0 * share);
     println!(
@@ -531,7 +537,7 @@ fn print_uplift(bucket: &str, uplift: &crate::engage::stats::Uplift) {
         ),
         Verdict::NotSignificant => "not significant at 5%".to_string(),
         Verdict::ControlTooSmall => format!(
-            "control too small: it detects {} points at 80% power, a plausible effect is {:.2}",
+            "control too small: detects {} points at 80% power, plausible effect {:.2}",
             uplift
                 .min_detectable_effect
                 .map_or("no".to_string(), |mde| format!("{:.2}", 100.0 * mde)),

@@ -515,7 +515,7 @@ async fn compute_goal(
         .await?,
     )?;
 
-    predict::register_goal_events(ctx, definition).await?;
+    predict::register_goal_events_unchecked(ctx, definition).await?;
     let through = local_midnight_micros(last_day.succ_opt().expect("in range"), zone)?
         .min(definition.end_micros()?);
     let zone_name = zone.name();

@@ -456,6 +456,15 @@ pub(crate) async fn register_goal_events(
             )));
         }
     }
+    register_goal_events_unchecked(ctx, goal).await
+}
+
+/// Registers `goal_events` without checking that the event names occur, which takes a scan of
+/// the events table; for goals whose names were checked when they were created.
+pub(crate) async fn register_goal_events_unchecked(
+    ctx: &SessionContext,
+    goal: &GoalDefinition,
+) -> Result<()> {
     let events = ctx.table("events").await?;
     let names: Vec<datafusion::prelude::Expr> = goal
         .event_names
