@@ -358,7 +358,7 @@ async fn rerunning_a_day_changes_no_byte() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_failed_run_changes_no_table() {
+async fn failed_run_changes_no_table() {
     let wh = goal_warehouse();
     replay(&wh, "1997-09-30", "1997-12-27").await;
     for step in nightly::STEPS {
@@ -464,7 +464,7 @@ async fn late_events_reach_restated_days_only() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_held_lock_stops_a_second_run_and_a_dead_one_is_taken_over() {
+async fn run_lock_blocks_live_holder_takes_over_dead() {
     let wh = goal_warehouse();
     let lock = RunLock::acquire(&wh.warehouse, "holder-run", "test")
         .await

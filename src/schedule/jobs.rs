@@ -21,7 +21,7 @@ pub struct JobDefinition {
     /// IANA zone of the schedule and of the days the job computes.
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
-    /// What the job runs.
+    /// The command the job runs.
     pub command: JobCommand,
     /// Minutes after which a run is abandoned; it then commits nothing.
     #[serde(default = "default_timeout_minutes")]

@@ -25,7 +25,7 @@ pub const HEARTBEAT_SECS: u64 = 30;
 /// Age of the heartbeat after which any process may take the lock over.
 pub const STALE_AFTER_SECS: i64 = 300;
 
-/// Who holds the lock.
+/// The holder of the lock, as recorded in `_lock.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LockHolder {
     pub run_id: String,

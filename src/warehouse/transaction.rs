@@ -1,7 +1,7 @@
 //! Writes to several tables that commit together or not at all.
 //!
 //! Each table of a transaction is staged like a single [`TableWrite`], under one shared write
-//! id. The commit point is one object, `_staging/<write id>/_commit.json`, that holds every new
+//! id. The commit point is one object, `_staging/<write id>/_commit.json`, that contains every new
 //! manifest. Once it exists the manifests are written and promoted one by one, and the record
 //! is deleted. [`Warehouse::recover`] rolls a record that is still there forward, so a crash
 //! after the commit point completes every table, and a crash before it changes none.
