@@ -542,4 +542,12 @@ fn run_command_prints_json_and_rejects_bad_days() {
         error.contains("--restate-days must be at least 1"),
         "{error}"
     );
+    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Days::new(1)).to_string();
+    let error = failure(&wh.run(&["run", "--date", &tomorrow]));
+    assert!(
+        error.contains(&format!("day {tomorrow} has not ended yet")),
+        "{error}"
+    );
+    let error = failure(&wh.run(&["run", "--from", "1997-10-01", "--to", &tomorrow]));
+    assert!(error.contains("has not ended yet"), "{error}");
 }

@@ -78,6 +78,11 @@ fn invalid_job_files_name_file_and_problem() {
             "restate_days must be at least 1",
         ),
         (
+            "huge timeout",
+            "name = \"a\"\nschedule = \"0 0 2 * * *\"\ntimeout_minutes = 400000000000000000\n[command]\nkind = \"nightly\"\n",
+            "timeout_minutes 400000000000000000 is out of range",
+        ),
+        (
             "bad name",
             "name = \"Nightly Job\"\nschedule = \"0 0 2 * * *\"\n[command]\nkind = \"nightly\"\n",
             "invalid job name",

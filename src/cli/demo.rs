@@ -68,10 +68,10 @@ pub async fn run(source: &str, args: DemoArgs, context: &ContextOptions) -> Resu
     copy_warehouse(&source_folder, &root)?;
     let warehouse = Warehouse::open(root.to_str().expect("the scratch path is UTF-8"), false)?;
     println!(
-        "goalcast demo: working on a copy of {} in {}",
-        source_folder.display(),
-        scratch.display()
+        "goalcast demo: working on a copy of {}",
+        source_folder.display()
     );
+    println!("  in {}", scratch.display());
 
     step(1, "Segments");
     let catalog = SegmentCatalog::new(&args.segments_dir);

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::goals;
 use crate::predict::{self, BucketCuts, GoalDefinition, PredictOptions};
 use crate::segments::{DEFAULT_SEGMENTS_DIR, SegmentCatalog};
-use crate::warehouse::Warehouse;
+use crate::warehouse::{RunLock, Warehouse};
 
 #[derive(Debug, Subcommand)]
 pub enum GoalCommand {
@@ -206,7 +206,18 @@ pub async fn run(
             goals::check_can_create(&goals, &definition.name, max_active_goals)?;
             let prediction = run_prediction(warehouse, &args, &definition, context_options).await?;
             let cuts = args.options()?.buckets;
-            let record = goals::save_goal(warehouse, goals, &definition, &prediction, cuts).await?;
+            // Saving rewrites the goals table, so it takes the run lock and rereads the goals:
+            // a nightly run or another create may have changed them during the prediction.
+            let run_id = crate::nightly::new_run_id();
+            let lock = RunLock::acquire(warehouse, &run_id, "goal create").await?;
+            let saved = async {
+                let goals = goals::load_goals(warehouse, context_options).await?;
+                goals::check_can_create(&goals, &definition.name, max_active_goals)?;
+                goals::save_goal(warehouse, goals, &definition, &prediction, cuts).await
+            }
+            .await;
+            lock.release().await?;
+            let record = saved?;
             output::print_prediction(&definition, &prediction, Some(&record), &args.format)
         }
         GoalCommand::List { format } => {

@@ -139,6 +139,11 @@ pub fn print_generate_summary(warehouse: &Warehouse, summary: &GenerateSummary) 
 }
 
 /// Formats a count with thousands separators.
+/// Formats a non-negative expected count rounded to a whole number, with thousands separators.
+pub fn rounded(value: f64) -> String {
+    thousands(value.max(0.0).round() as u64)
+}
+
 pub fn thousands(value: u64) -> String {
     let digits = value.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
@@ -215,11 +220,11 @@ pub fn print_prediction(
         println!("  event filter: {filter}");
     }
     println!(
-        "  predicted: {:.0} of {} target users perform the events (90% interval {:.0} to {:.0})",
-        prediction.predicted_count,
+        "  predicted: {} of {} target users perform the events (90% interval {} to {})",
+        rounded(prediction.predicted_count),
         thousands(prediction.target_users),
-        prediction.interval_low,
-        prediction.interval_high
+        rounded(prediction.interval_low),
+        rounded(prediction.interval_high)
     );
     println!(
         "\nModel quality (held-out window starting {})",
@@ -240,9 +245,9 @@ pub fn print_prediction(
     );
     for backtest in &quality.backtests {
         println!(
-            "  backtest {}: predicted {:.0}, actual {} ({:+.1}%)",
+            "  backtest {}: predicted {}, actual {} (prediction {:+.1}% off the actual)",
             backtest.cutoff,
-            backtest.predicted_count,
+            rounded(backtest.predicted_count),
             thousands(backtest.actual_count),
             100.0 * backtest.relative_error
         );
@@ -341,11 +346,11 @@ pub fn print_goal_details(details: &GoalDetails, format: &str) -> Result<()> {
         goal.start_time, goal.end_date, goal.time_zone
     );
     println!(
-        "  predicted: {:.0} of {} target users perform the events (90% interval {:.0} to {:.0})",
-        goal.predicted_count,
+        "  predicted: {} of {} target users perform the events (90% interval {} to {})",
+        rounded(goal.predicted_count),
         thousands(goal.target_users as u64),
-        goal.interval_low,
-        goal.interval_high
+        rounded(goal.interval_low),
+        rounded(goal.interval_high)
     );
     if let Some(run) = &details.model_run {
         let auc = run.auc.map_or("n/a".to_string(), |auc| format!("{auc:.3}"));
@@ -414,12 +419,14 @@ pub fn print_engagement(engagement: &Engagement, format: &str) -> Result<()> {
     }
     print_engagement_sizes(summary);
     match &engagement.export {
-        Some(export) => println!(
-            "  test audience: {} users written to {} ({})",
-            thousands(export.users),
-            export.path,
-            export.format
-        ),
+        Some(export) => {
+            println!(
+                "  test audience: {} users written as {} to",
+                thousands(export.users),
+                export.format
+            );
+            println!("    {}", export.path);
+        }
         None => println!("  test audience: not exported (use --export FILE.parquet or FILE.csv)"),
     }
     Ok(())

@@ -113,7 +113,7 @@ fn print_summaries(summaries: &[RunSummary]) {
     for goal in latest.values() {
         let error = if goal.performers > 0 {
             format!(
-                " ({:+.1}%)",
+                " (prediction {:+.1}% off the actual)",
                 100.0 * (goal.predicted_performers - goal.performers as f64)
                     / goal.performers as f64
             )
@@ -121,12 +121,12 @@ fn print_summaries(summaries: &[RunSummary]) {
             String::new()
         };
         println!(
-            "  goal {} {:?} through {}: {} performers, {:.0} predicted{}{}",
+            "  goal {} {:?} through {}: {} performers, {} predicted{}{}",
             goal.goal_id,
             goal.name,
             goal.day,
             thousands(goal.performers as u64),
-            goal.predicted_performers,
+            super::output::rounded(goal.predicted_performers),
             error,
             if goal.expired { "; expired" } else { "" }
         );

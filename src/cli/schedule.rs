@@ -42,9 +42,15 @@ pub async fn run(
     if !args.jobs.is_empty() {
         jobs.retain(|job| args.jobs.contains(&job.name));
     }
+    if jobs.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "no job definitions (*.toml) in {}; add one, such as the shipped jobs/nightly.toml",
+            args.jobs_dir.display()
+        )));
+    }
     for job in &jobs {
         eprintln!(
-            "job {}: {:?} ({}), {:?}",
+            "job {}: {:?} ({}), {}",
             job.name, job.schedule, job.time_zone, job.command
         );
     }

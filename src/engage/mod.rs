@@ -232,6 +232,16 @@ pub fn validate_control_percent(percent: u32) -> Result<()> {
 
 /// Returns the export format that the file extension selects.
 fn export_format(path: &Path) -> Result<OutputFormat> {
+    // Checked before the control group is stored, so a bad path fails before any write.
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        return Err(Error::input(
+            path,
+            "the export folder does not exist; create it or choose another --export path",
+        ));
+    }
     let extension = path
         .extension()
         .map(|extension| extension.to_string_lossy().to_ascii_lowercase());

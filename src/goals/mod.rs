@@ -61,7 +61,7 @@ pub async fn load_goal(
     goal_id: i64,
 ) -> Result<GoalRecord> {
     let mut goals = load_goals(warehouse, options).await?;
-    let index = position_of(&goals, goal_id)?;
+    let index = position_of(&goals, goal_id).map_err(|error| in_warehouse(error, warehouse))?;
     Ok(goals.swap_remove(index))
 }
 
@@ -81,6 +81,18 @@ fn position_of(goals: &[GoalRecord], goal_id: i64) -> Result<usize> {
                 }
             ))
         })
+}
+
+/// Adds the warehouse to a goal-not-found error, because a missing `--warehouse` is its usual
+/// cause.
+fn in_warehouse(error: Error, warehouse: &Warehouse) -> Error {
+    match error {
+        Error::InvalidArgument(message) => Error::InvalidArgument(format!(
+            "{message} (in warehouse {}; pass --warehouse to use another)",
+            warehouse.url()
+        )),
+        other => other,
+    }
 }
 
 /// Checks that a new goal named `name` may be created.
@@ -223,14 +235,27 @@ pub async fn save_goal(
     Ok(record)
 }
 
-/// Marks a goal archived, so it no longer counts against the active limit.
+/// Marks a goal archived, so it no longer counts against the active limit. Holds the run
+/// lock, because it rewrites the goals table that nightly runs also write.
 pub async fn archive_goal(
     warehouse: &Warehouse,
     options: &ContextOptions,
     goal_id: i64,
 ) -> Result<GoalRecord> {
+    let run_id = crate::nightly::new_run_id();
+    let lock = crate::warehouse::RunLock::acquire(warehouse, &run_id, "goal archive").await?;
+    let archived = archive_goal_locked(warehouse, options, goal_id).await;
+    lock.release().await?;
+    archived
+}
+
+async fn archive_goal_locked(
+    warehouse: &Warehouse,
+    options: &ContextOptions,
+    goal_id: i64,
+) -> Result<GoalRecord> {
     let mut goals = load_goals(warehouse, options).await?;
-    let index = position_of(&goals, goal_id)?;
+    let index = position_of(&goals, goal_id).map_err(|error| in_warehouse(error, warehouse))?;
     let goal = &mut goals[index];
     if goal.status == "archived" {
         return Err(Error::InvalidArgument(format!(

@@ -145,9 +145,12 @@ pub struct GoalUpdate {
 /// Runs the nightly job for one day, holding the warehouse's run lock.
 pub async fn run(warehouse: &Warehouse, day: RunDay, options: &RunOptions) -> Result<RunSummary> {
     options.check()?;
+    if let RunDay::Day(day) = day {
+        check_day_has_ended(day)?;
+    }
     let run_id = new_run_id();
     let lock = RunLock::acquire(warehouse, &run_id, &format!("{} run", options.job)).await?;
-    let result = run_locked(warehouse, day, options, run_id).await;
+    let result = run_locked(warehouse, &lock, day, options, run_id).await;
     lock.release().await?;
     result
 }
@@ -167,12 +170,13 @@ pub async fn run_range(
             "--from {from} is after --to {to}; give the first day first"
         )));
     }
+    check_day_has_ended(to)?;
     let lock_id = new_run_id();
     let lock = RunLock::acquire(warehouse, &lock_id, &format!("{} run", options.job)).await?;
     let mut summaries = Vec::new();
     let mut result = Ok(());
     for day in from.iter_days().take_while(|day| *day <= to) {
-        match run_locked(warehouse, RunDay::Day(day), options, new_run_id()).await {
+        match run_locked(warehouse, &lock, RunDay::Day(day), options, new_run_id()).await {
             Ok(summary) => {
                 on_day(&summary);
                 summaries.push(summary);
@@ -187,6 +191,24 @@ pub async fn run_range(
     result.map(|_| summaries)
 }
 
+/// Rejects a day that has not ended anywhere yet: the nightly job counts finished days only.
+/// A day that has ended in some zones (today in UTC, say) is accepted; each goal then counts
+/// through its own last finished day.
+fn check_day_has_ended(day: NaiveDate) -> Result<()> {
+    // UTC+14 (Etc/GMT-14) is the first zone to finish a calendar day.
+    let earliest_end = local_midnight_micros(
+        day.succ_opt().expect("in range"),
+        chrono_tz::Etc::GMTMinus14,
+    )?;
+    if earliest_end > Utc::now().timestamp_micros() {
+        return Err(Error::InvalidArgument(format!(
+            "day {day} has not ended yet; the nightly job counts finished days, so pass \
+             yesterday or an earlier day"
+        )));
+    }
+    Ok(())
+}
+
 /// Returns a new run id: the UTC time, then random characters.
 pub fn new_run_id() -> String {
     format!(
@@ -199,6 +221,7 @@ pub fn new_run_id() -> String {
 /// Runs one day with the lock held; records the run in `job_runs` whatever its outcome.
 pub async fn run_locked(
     warehouse: &Warehouse,
+    lock: &RunLock,
     day: RunDay,
     options: &RunOptions,
     run_id: String,
@@ -221,7 +244,14 @@ pub async fn run_locked(
     )
     .await;
     let outcome = match staged {
-        Ok(summary) => transaction.commit().await.map(|_| summary),
+        Ok(summary) => match lock.ensure_held().await {
+            Ok(()) => transaction.commit().await.map(|_| summary),
+            Err(error) => {
+                transaction.abort().await.ok();
+                // The lock's new holder owns the warehouse now; record nothing.
+                return Err(error);
+            }
+        },
         Err(error) => {
             if let Err(abort_error) = transaction.abort().await {
                 tracing::warn!(%abort_error, "could not remove a failed run's staged files");
@@ -297,10 +327,16 @@ async fn stage_run(
                 .expect("in range"),
         };
         let start_day = local_day(definition.start_micros, zone);
-        if goal_day < start_day {
+        // Only days that have ended in the goal's zone are counted, so a run for today or a
+        // later day stops at yesterday and closes no goal early.
+        let now = Utc::now().timestamp_micros();
+        let mut last_day = goal_day.min(definition.end_date);
+        while local_midnight_micros(last_day.succ_opt().expect("in range"), zone)? > now {
+            last_day = last_day.pred_opt().expect("in range");
+        }
+        if last_day < start_day {
             continue;
         }
-        let last_day = goal_day.min(definition.end_date);
         let computed = compute_goal(&ctx, goal, &definition, zone, last_day, options).await?;
         let partition = format!("goal_id={}", goal.goal_id);
         let batch = to_batch(records::goal_daily_schema(), &computed.rows)?;
@@ -317,7 +353,7 @@ async fn stage_run(
         }
         options.inject("goal_daily")?;
 
-        let expired = goal_day >= definition.end_date;
+        let expired = last_day == definition.end_date;
         if expired {
             let results = final_results(goal, definition.direction, &computed.rows, last_day)?;
             let batch = to_batch(records::goal_results_schema(), &results)?;
@@ -620,16 +656,14 @@ fn daily_rows(
     for bucket in std::iter::once(ALL_BUCKETS).chain(BUCKETS) {
         labels.push((bucket.to_string(), ALL_ARMS.to_string()));
         for arm in [TEST, CONTROL] {
-            // Rows of every bucket get arms only when they add something: when users of more
-            // than one bucket are in the arm.
-            let engaged_buckets = counts
-                .iter()
-                .filter(|cell| cell.users > 0 && covers(bucket, arm, &cell.bucket, &cell.arm))
-                .map(|cell| cell.bucket.as_str())
-                .collect::<BTreeSet<_>>()
-                .len();
-            let needed = if bucket == ALL_BUCKETS { 2 } else { 1 };
-            if engaged_buckets >= needed {
+            // Arms are compared within a bucket only. Pooling the arms of several buckets whose
+            // control shares differ would mix buckets of different rates into each arm and show
+            // an effect where there is none (Simpson's paradox).
+            let engaged = bucket != ALL_BUCKETS
+                && counts
+                    .iter()
+                    .any(|cell| cell.users > 0 && covers(bucket, arm, &cell.bucket, &cell.arm));
+            if engaged {
                 labels.push((bucket.to_string(), arm.to_string()));
             }
         }

@@ -7,6 +7,13 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+/// Largest accepted `timeout_minutes`: a week.
+pub const MAX_TIMEOUT_MINUTES: u64 = 7 * 24 * 60;
+/// Largest accepted `retries`.
+pub const MAX_RETRIES: u32 = 100;
+/// Largest accepted `retry_delay_seconds`: a day.
+pub const MAX_RETRY_DELAY_SECONDS: u64 = 24 * 60 * 60;
+
 /// Default folder of job definitions.
 pub const DEFAULT_JOBS_DIR: &str = "jobs";
 
@@ -61,6 +68,18 @@ fn default_retry_delay_seconds() -> u64 {
     300
 }
 
+impl std::fmt::Display for JobCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobCommand::Nightly { restate_days } => write!(
+                f,
+                "nightly, restating {} days",
+                restate_days.unwrap_or(crate::nightly::DEFAULT_RESTATE_DAYS)
+            ),
+        }
+    }
+}
+
 impl JobDefinition {
     /// Returns the job's zone.
     pub fn zone(&self) -> Result<Tz> {
@@ -90,10 +109,23 @@ impl JobDefinition {
                     self.schedule
                 ))
             })?;
-        if self.timeout_minutes == 0 {
-            return Err(Error::InvalidArgument(
-                "timeout_minutes must be at least 1".into(),
-            ));
+        if !(1..=MAX_TIMEOUT_MINUTES).contains(&self.timeout_minutes) {
+            return Err(Error::InvalidArgument(format!(
+                "timeout_minutes {} is out of range; use 1 to {MAX_TIMEOUT_MINUTES} (a week)",
+                self.timeout_minutes
+            )));
+        }
+        if self.retries > MAX_RETRIES {
+            return Err(Error::InvalidArgument(format!(
+                "retries {} is out of range; use 0 to {MAX_RETRIES}",
+                self.retries
+            )));
+        }
+        if self.retry_delay_seconds > MAX_RETRY_DELAY_SECONDS {
+            return Err(Error::InvalidArgument(format!(
+                "retry_delay_seconds {} is out of range; use 0 to {MAX_RETRY_DELAY_SECONDS} (a day)",
+                self.retry_delay_seconds
+            )));
         }
         if let JobCommand::Nightly {
             restate_days: Some(0),

@@ -184,6 +184,16 @@ async fn run_day_with_retries(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // Another scheduler on the same warehouse may have run the day meanwhile.
+        // NOTE: two schedulers that pass this check at once both run the day, one after the
+        // other, because the run lock serializes runs but does not know about days.
+        if succeeded_days(warehouse, &options.context, &job.name)
+            .await?
+            .contains(&day)
+        {
+            tracing::info!(job = job.name, %day, "day already succeeded; skipping");
+            return Ok(());
+        }
         match run_day(warehouse, job, options, day).await {
             Ok(()) => return Ok(()),
             Err(error) if attempt <= job.retries => {

@@ -52,11 +52,14 @@ impl std::fmt::Display for LockHolder {
 
 impl LockHolder {
     /// Returns why this lock may be taken over, or `None` while its holder may be alive.
-    fn stale_reason(&self, now: DateTime<Utc>) -> Option<String> {
+    pub fn stale_reason(&self, now: DateTime<Utc>) -> Option<String> {
         if self.host == this_host() && !process_alive(self.pid) {
             return Some(format!("process {} no longer exists", self.pid));
         }
         let silent = (now - self.heartbeat_at).num_seconds();
+        if silent < -STALE_AFTER_SECS {
+            return Some(format!("its heartbeat is {} s in the future", -silent));
+        }
         (silent > STALE_AFTER_SECS).then(|| format!("no heartbeat for {silent} s"))
     }
 }
@@ -129,6 +132,25 @@ impl RunLock {
             }
         }
         unreachable!("the loop returns on its second attempt")
+    }
+
+    /// Fails when another process has taken the lock over, as after a pause of this one
+    /// longer than the stale age; a run checks this before it commits.
+    pub async fn ensure_held(&self) -> Result<()> {
+        match read_holder(&self.warehouse).await? {
+            Some(current) if current.run_id == self.holder.run_id => Ok(()),
+            Some(current) => Err(Error::Locked(format!(
+                "run {} lost the lock of warehouse {} to {current}, so it committed nothing",
+                self.holder.run_id,
+                self.warehouse.url()
+            ))),
+            None => Err(Error::Locked(format!(
+                "run {} lost the lock of warehouse {} (the lock was removed), so it committed \
+                 nothing",
+                self.holder.run_id,
+                self.warehouse.url()
+            ))),
+        }
     }
 
     /// Returns the holder record this process wrote.

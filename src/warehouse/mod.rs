@@ -236,6 +236,14 @@ impl Warehouse {
     /// NOTE: a write still running in another process is safe only while it is younger than
     /// that age, because goalcast assumes one writer per warehouse at a time.
     pub async fn recover(&self) -> Result<()> {
+        // A live run finishes its own commits; rolling them forward from here would race with
+        // it, so commits are only completed when no live process holds the run lock.
+        if let Some(holder) = lock::read_holder(self).await?
+            && holder.stale_reason(chrono::Utc::now()).is_none()
+        {
+            tracing::debug!(holder = %holder, "a run is in progress; skipping recovery");
+            return Ok(());
+        }
         for record in transaction::pending_records(self).await? {
             tracing::warn!(
                 write_id = record.write_id,

@@ -202,7 +202,11 @@ pub(super) async fn pending_records(warehouse: &Warehouse) -> Result<Vec<CommitR
         let record: CommitRecord =
             serde_json::from_slice(&bytes).map_err(|error| Error::CorruptManifest {
                 path: object.location.to_string(),
-                message: error.to_string(),
+                message: format!(
+                    "{error}; a commit record is written whole, so this one was damaged after \
+                     the fact. With no goalcast run in progress, move its folder out of \
+                     _staging to drop that transaction, and check the tables it lists"
+                ),
             })?;
         records.push(record);
     }
