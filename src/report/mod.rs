@@ -11,48 +11,27 @@ mod page;
 
 use std::path::Path;
 
-use serde::Deserialize;
-
 use crate::context::{ContextOptions, build_context};
 use crate::error::{Error, Result};
 use crate::goals::records::from_batches;
 use crate::goals::{self, GoalDetails};
+use crate::nightly::GOAL_DAILY;
+use crate::nightly::records::{ALL_ARMS, CONTROL, DailyRecord, TEST};
 use crate::predict::metrics::CalibrationBin;
 use crate::predict::{BUCKETS, format_micros};
 use crate::warehouse::Warehouse;
 
 pub use charts::Day;
 
-/// The table of nightly actuals per goal, day, bucket and arm, partitioned by `goal_id`.
-pub const GOAL_DAILY: &str = "goal_daily";
-
-/// The `bucket` value of `goal_daily` rows that cover the whole target group.
-pub const ALL_BUCKETS: &str = "All";
-
 /// Number of features in the report's feature chart and table.
 pub const TOP_FEATURES: usize = 10;
-
-/// One row of `goal_daily`: a goal's users in one bucket and arm at the end of one day.
-#[derive(Debug, Clone, Deserialize)]
-pub struct DailyRow {
-    pub day: String,
-    pub day_index: i32,
-    /// `All` or one of the buckets.
-    pub bucket: String,
-    /// `all`, `test` or `control`.
-    pub arm: String,
-    pub users: i64,
-    /// Distinct users with a goal event from the start through the end of the day.
-    pub performers: i64,
-    pub predicted_performers: f64,
-}
 
 /// Everything the report shows about one goal.
 #[derive(Debug, Clone)]
 pub struct ReportData {
     pub details: GoalDetails,
     /// Rows of `goal_daily` for the goal; empty before its first nightly run.
-    pub daily: Vec<DailyRow>,
+    pub daily: Vec<DailyRecord>,
     pub warehouse: String,
     pub generated_at: String,
 }
@@ -88,8 +67,8 @@ pub async fn load_report(
     let daily = if ctx.table_exist(GOAL_DAILY)? {
         let batches = ctx
             .sql(&format!(
-                "SELECT day, day_index, bucket, arm, users, performers, predicted_performers \
-                 FROM {GOAL_DAILY} WHERE goal_id = {goal_id} ORDER BY day_index, bucket, arm"
+                "SELECT * EXCLUDE (goal_id) FROM {GOAL_DAILY} WHERE goal_id = {goal_id} \
+                 ORDER BY day_index, bucket, arm"
             ))
             .await?
             .collect()
@@ -164,7 +143,7 @@ impl ReportData {
         &self,
         bucket: &str,
         arm: &str,
-        value: impl Fn(&DailyRow) -> f64,
+        value: impl Fn(&DailyRecord) -> f64,
     ) -> Vec<(i32, f64)> {
         self.daily
             .iter()
@@ -181,23 +160,24 @@ impl ReportData {
         })
     }
 
-    /// Returns the buckets that `goal_daily` splits into test and control arms: `All` when the
-    /// whole target group was engaged, otherwise each engaged bucket in bucket order.
+    /// Returns the buckets that `goal_daily` splits into test and control arms, in bucket
+    /// order. Arms are compared within buckets only, so engaging all users gives each bucket
+    /// its arms.
     pub fn engaged_buckets(&self) -> Vec<String> {
         let has_arm = |bucket: &str, arm: &str| {
             self.daily
                 .iter()
                 .any(|row| row.bucket == bucket && row.arm == arm)
         };
-        std::iter::once(ALL_BUCKETS)
-            .chain(BUCKETS)
-            .filter(|bucket| has_arm(bucket, "test") && has_arm(bucket, "control"))
+        BUCKETS
+            .into_iter()
+            .filter(|bucket| has_arm(bucket, TEST) && has_arm(bucket, CONTROL))
             .map(str::to_string)
             .collect()
     }
 
     /// Returns the last `goal_daily` row of one bucket and arm.
-    pub fn latest_row(&self, bucket: &str, arm: &str) -> Option<&DailyRow> {
+    pub fn latest_row(&self, bucket: &str, arm: &str) -> Option<&DailyRecord> {
         self.daily
             .iter()
             .filter(|row| row.bucket == bucket && row.arm == arm)
@@ -213,7 +193,7 @@ impl ReportData {
             .iter()
             .map(|(bucket, users, mean_probability, _)| {
                 let latest = self.daily.iter().find(|row| {
-                    Some(row.day_index) == last_day && &row.bucket == bucket && row.arm == "all"
+                    Some(row.day_index) == last_day && &row.bucket == bucket && row.arm == ALL_ARMS
                 });
                 match latest {
                     Some(row) => BucketRate {

@@ -5,8 +5,9 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::{ALL_BUCKETS, ReportData, charts};
+use super::{ReportData, charts};
 use crate::error::Result;
+use crate::nightly::records::{ALL_ARMS, ALL_BUCKETS, CONTROL, TEST};
 
 const STYLE: &str = "
 body { font-family: sans-serif; margin: 2rem auto; max-width: 62rem; color: #222; }
@@ -121,7 +122,7 @@ fn progress(data: &ReportData) -> Result<Markup> {
             )
         })
         .collect();
-    let actual = data.daily_series(ALL_BUCKETS, "all", |row| row.performers as f64);
+    let actual = data.daily_series(ALL_BUCKETS, ALL_ARMS, |row| row.performers as f64);
     let svg = charts::cumulative(&data.days(), &predicted, &actual)?;
     Ok(html! {
         section #progress {
@@ -212,16 +213,16 @@ fn arms(data: &ReportData) -> Result<Markup> {
     let days = data.days();
     let mut engaged = Vec::new();
     for bucket in data.engaged_buckets() {
-        let test = data.arm_rates(&bucket, "test");
-        let control = data.arm_rates(&bucket, "control");
+        let test = data.arm_rates(&bucket, TEST);
+        let control = data.arm_rates(&bucket, CONTROL);
         let svg = charts::arms(&days, &test, &control)?;
         let id = format!(
             "chart-test-control-{}",
             bucket.to_lowercase().replace(' ', "-")
         );
         let latest = (
-            data.latest_row(&bucket, "test"),
-            data.latest_row(&bucket, "control"),
+            data.latest_row(&bucket, TEST),
+            data.latest_row(&bucket, CONTROL),
         );
         engaged.push((bucket, id, svg, latest));
     }
@@ -244,7 +245,7 @@ fn arms(data: &ReportData) -> Result<Markup> {
                             th.number { "Performers" }
                             th.number { "Rate by " (test.day) }
                         }
-                        @for (arm, row) in [("test", test), ("control", control)] {
+                        @for (arm, row) in [(TEST, test), (CONTROL, control)] {
                             tr {
                                 td { (arm) }
                                 td.number { (count(row.users)) }

@@ -95,7 +95,7 @@ impl RunLock {
             };
             match store.put_opts(&path, payload, options).await {
                 Ok(_) => {
-                    let heartbeat = tokio::spawn(heartbeat(store, path, holder.clone()));
+                    let heartbeat = tokio::spawn(heartbeat(warehouse.clone(), holder.clone()));
                     tracing::debug!(run_id, "acquired the warehouse lock");
                     return Ok(RunLock {
                         warehouse: warehouse.clone(),
@@ -135,7 +135,7 @@ impl RunLock {
     }
 
     /// Fails when another process has taken the lock over, as after a pause of this one
-    /// longer than the stale age; a run checks this before it commits.
+    /// longer than the stale age. A run checks this before it commits.
     pub async fn ensure_held(&self) -> Result<()> {
         match read_holder(&self.warehouse).await? {
             Some(current) if current.run_id == self.holder.run_id => Ok(()),
@@ -246,23 +246,21 @@ fn locked(warehouse: &Warehouse, holder: &LockHolder) -> Error {
     ))
 }
 
-async fn heartbeat(
-    store: std::sync::Arc<dyn ObjectStore>,
-    path: object_store::path::Path,
-    mut holder: LockHolder,
-) {
+/// Refreshes the holder's heartbeat every [`HEARTBEAT_SECS`] seconds until the lock is taken
+/// over or the task is aborted.
+async fn heartbeat(warehouse: Warehouse, mut holder: LockHolder) {
+    let path = warehouse.path(LOCK_FILE);
+    let store = warehouse.store().clone();
     let mut interval = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS));
     interval.tick().await;
     loop {
         interval.tick().await;
-        // Stop when another process has taken the lock over.
-        let current = match store.get(&path).await {
-            Ok(result) => result.bytes().await.ok(),
-            Err(_) => None,
-        };
-        let still_ours = current
-            .and_then(|bytes| serde_json::from_slice::<LockHolder>(&bytes).ok())
-            .is_some_and(|current| current.run_id == holder.run_id);
+        // Stop when another process has taken the lock over. An unreadable lock counts as
+        // taken over too, so this process never overwrites a lock it cannot read.
+        let still_ours = matches!(
+            read_holder(&warehouse).await,
+            Ok(Some(current)) if current.run_id == holder.run_id
+        );
         if !still_ours {
             tracing::warn!(run_id = holder.run_id, "the warehouse lock was taken over");
             return;
