@@ -37,8 +37,8 @@ fn cdnow_goal(name: &str, time_zone: &str) -> GoalDefinition {
     }
 }
 
-/// A CDNOW warehouse with goal 1 in UTC and goal 2 in New York time, built once per test
-/// binary. Goal 2 reuses goal 1's prediction: these tests check counting, not the model.
+/// Returns a CDNOW warehouse with goal 1 in UTC and goal 2 in New York time, built once per
+/// test binary. Goal 2 reuses goal 1's prediction: these tests check counting, not the model.
 fn template() -> &'static Path {
     static TEMPLATE: OnceLock<(TempWarehouse, std::path::PathBuf)> = OnceLock::new();
     TEMPLATE
@@ -98,7 +98,7 @@ fn copy_folder(from: &Path, to: &Path) {
     assert!(status.success());
 }
 
-/// A private copy of the template warehouse.
+/// Returns a private copy of the template warehouse.
 fn goal_warehouse() -> TempWarehouse {
     let wh = TempWarehouse::new();
     std::fs::remove_dir_all(wh.root()).ok();
@@ -434,8 +434,8 @@ async fn late_events_reach_restated_days_only() {
     )
     .await
     .unwrap();
-    // Day 10-09 is restated and counts both buyers (performers are cumulative); day 10-02 is
-    // older than the restated days and keeps its figure, although the raw count moved.
+    // Day 10-09 is restated and counts both buyers, because performers are cumulative. Day
+    // 10-02 is older than the restated days, so it keeps its figure although the raw count moved.
     assert_eq!(
         daily_performers(&wh, 1, "1997-10-09", "All").await,
         before_recent + 2

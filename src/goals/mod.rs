@@ -28,7 +28,7 @@ pub const GOAL_CURVES: &str = "goal_curves";
 /// Default limit on active goals per warehouse.
 pub const DEFAULT_MAX_ACTIVE_GOALS: usize = 5;
 
-/// The partitioning of every per-goal table: Hive folders `goal_id=N`.
+/// Returns the partitioning of every per-goal table: Hive folders `goal_id=N`.
 pub fn goal_partitioning() -> Vec<PartitionColumn> {
     vec![PartitionColumn {
         name: "goal_id".into(),

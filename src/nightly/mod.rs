@@ -118,7 +118,7 @@ pub enum RunDay {
     Day(NaiveDate),
 }
 
-/// What one run did.
+/// The outcome of one run.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
     pub run_id: String,
@@ -128,7 +128,7 @@ pub struct RunSummary {
     pub rows_written: u64,
 }
 
-/// What a run did to one goal.
+/// The update a run made to one goal.
 #[derive(Debug, Clone, Serialize)]
 pub struct GoalUpdate {
     pub goal_id: i64,
@@ -156,7 +156,7 @@ pub async fn run(warehouse: &Warehouse, day: RunDay, options: &RunOptions) -> Re
 }
 
 /// Runs the nightly job for each day from `from` through `to`, in order, under one lock.
-/// Stops at the first failed day. `on_day` sees each finished run.
+/// Stops at the first failed day. `on_day` is called with each finished run.
 pub async fn run_range(
     warehouse: &Warehouse,
     from: NaiveDate,
@@ -842,7 +842,7 @@ pub struct LatestUplift {
 }
 
 /// Reads the latest day of a goal's `goal_daily` and compares test and control in each engaged
-/// bucket; `None` before the first nightly run or when no bucket is engaged.
+/// bucket. Returns `None` before the first nightly run or when no bucket is engaged.
 pub async fn latest_uplift(
     ctx: &SessionContext,
     goal: &GoalRecord,

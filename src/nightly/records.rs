@@ -74,7 +74,7 @@ pub struct ResultRecord {
     pub achieve_rate: Option<f64>,
     pub predicted_performers: f64,
     pub predicted_achievers: f64,
-    /// `100 · (predicted − actual) / actual` for performers; absent when nobody performed.
+    /// `100 · (predicted − actual) / actual` for performers; absent when no member performed.
     #[serde(default)]
     pub error_percent: Option<f64>,
     #[serde(default)]
@@ -99,7 +99,7 @@ pub struct ResultRecord {
     pub incremental_achievers: Option<f64>,
     #[serde(default)]
     pub min_detectable_effect: Option<f64>,
-    /// What the comparison supports: `significant`, `not_significant`, `control_too_small`
+    /// The comparison's verdict: `significant`, `not_significant`, `control_too_small`
     /// or `no_variation`.
     #[serde(default)]
     pub verdict: Option<String>,

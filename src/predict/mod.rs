@@ -459,8 +459,8 @@ pub(crate) async fn register_goal_events(
     register_goal_events_unchecked(ctx, goal).await
 }
 
-/// Registers `goal_events` without checking that the event names occur, which takes a scan of
-/// the events table; for goals whose names were checked when they were created.
+/// Registers `goal_events` without checking that the event names occur, because that check
+/// scans the events table. For goals whose names were checked when they were created.
 pub(crate) async fn register_goal_events_unchecked(
     ctx: &SessionContext,
     goal: &GoalDefinition,

@@ -236,8 +236,8 @@ impl Warehouse {
     /// NOTE: a write still running in another process is safe only while it is younger than
     /// that age, because goalcast assumes one writer per warehouse at a time.
     pub async fn recover(&self) -> Result<()> {
-        // A live run finishes its own commits; rolling them forward from here would race with
-        // it, so commits are only completed when no live process holds the run lock.
+        // A live run finishes its own commits, and rolling them forward from here would race
+        // with it. So commits are only completed when no live process holds the run lock.
         if let Some(holder) = lock::read_holder(self).await?
             && holder.stale_reason(chrono::Utc::now()).is_none()
         {

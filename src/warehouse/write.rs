@@ -103,7 +103,7 @@ impl TableWrite {
     }
 
     /// Stages `batches` like [`TableWrite::put_batches`] unless the committed file at the same
-    /// path already holds exactly these bytes. Returns whether it staged the file, so that a
+    /// path already contains exactly these bytes. Returns whether it staged the file, so that a
     /// rerun that computes the same rows rewrites nothing.
     pub async fn put_batches_if_changed(
         &self,
