@@ -71,6 +71,8 @@ pub fn empty_context(warehouse: &Warehouse, options: &ContextOptions) -> Result<
         config = config.with_target_partitions(partitions);
     }
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    // `sample_key(user_id)` lets an analyst reproduce the users a model was trained on.
+    ctx.register_udf(crate::predict::sample::sample_key_udf());
     ctx.register_object_store(&warehouse.store_url(), warehouse.store().clone());
     Ok(ctx)
 }

@@ -137,6 +137,69 @@ async fn cdnow_prediction_meets_targets() {
     assert!(rates[1] > rates[2], "{rates:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn sampled_training_keeps_accuracy() {
+    // A limit of 50k training rows trains on about a third of CDNOW's users, chosen by
+    // `sample_key`, and must predict about as well as all of them.
+    let wh = cdnow_copy();
+    let goal = cdnow_goal();
+    let full = run_predict(&wh, &goal).await.unwrap();
+    let ctx = build_context(&wh.warehouse, &ContextOptions::default())
+        .await
+        .unwrap();
+    let options = PredictOptions {
+        max_training_rows: 50_000,
+        ..PredictOptions::default()
+    };
+    let sampled = predict::predict(&ctx, &catalog(), &goal, &options)
+        .await
+        .unwrap();
+    // The share is 50k over the target group times the windows (23,570 x 6), about 0.35; the
+    // older windows hold fewer users, so fewer than 50k rows remain.
+    let share = sampled.quality.training_rows as f64 / full.quality.training_rows as f64;
+    assert!(
+        (0.31..0.40).contains(&share),
+        "sampled {share:.3} of the rows"
+    );
+    assert_eq!(sampled.target_users, full.target_users);
+    // A third of 23,570 users moves the count by a few percent, so the check is that it stays
+    // inside the full model's 90% interval.
+    assert!(
+        (full.interval_low..=full.interval_high).contains(&sampled.predicted_count),
+        "sampled {:.0} vs full {:.0} [{:.0}, {:.0}]",
+        sampled.predicted_count,
+        full.predicted_count,
+        full.interval_low,
+        full.interval_high
+    );
+    let actual = achievers(&wh, &goal).await;
+    let probabilities: Vec<f64> = sampled.users.iter().map(|u| u.probability).collect();
+    let outcomes: Vec<bool> = sampled
+        .users
+        .iter()
+        .map(|u| actual.contains(&u.user_id))
+        .collect();
+    let auc = metrics::auc(&probabilities, &outcomes).unwrap();
+    assert!(auc >= 0.765, "AUC on the goal window is {auc:.3}");
+
+    // The SQL function picks the same users as the Rust one.
+    let batches = wh
+        .query("SELECT DISTINCT user_id, sample_key(user_id) AS key FROM events LIMIT 50")
+        .await;
+    for batch in &batches {
+        let users = batch.column(0).as_string::<i32>();
+        let keys = batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::Float64Type>();
+        for row in 0..batch.num_rows() {
+            assert_eq!(
+                keys.value(row),
+                predict::sample::sample_key(users.value(row))
+            );
+        }
+    }
+}
+
 fn small_config(users: u64) -> GeneratorConfig {
     GeneratorConfig {
         users,

@@ -129,6 +129,10 @@ pub struct GoalArgs {
     /// Most training windows (one per cutoff, 30 days apart at most) used to fit the model.
     #[arg(long, default_value_t = 6)]
     pub max_windows: usize,
+    /// Most training rows (users times windows); above it, training uses a sample of users
+    /// chosen by a hash of their id, the same in every window.
+    #[arg(long, default_value_t = 200_000)]
+    pub max_training_rows: usize,
     /// Folder of segment SQL files.
     #[arg(long, default_value = DEFAULT_SEGMENTS_DIR)]
     pub segments_dir: PathBuf,
@@ -164,6 +168,7 @@ impl GoalArgs {
             min_negatives: self.min_negatives,
             buckets: self.buckets.parse::<BucketCuts>()?,
             max_cutoffs: self.max_windows,
+            max_training_rows: self.max_training_rows.max(1),
             ..PredictOptions::default()
         })
     }

@@ -9,6 +9,11 @@
 pub mod records;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
@@ -17,7 +22,7 @@ use crate::context::{ContextOptions, empty_context, register_table};
 use crate::error::{Error, Result};
 use crate::predict::{BucketCuts, GoalDefinition, Prediction, format_micros};
 use crate::warehouse::{PartitionColumn, PartitionType, Replace, TableWrite, Warehouse};
-use records::{CurveRecord, GoalRecord, ModelRunRecord, PredictionRecord, from_batches, to_batch};
+use records::{CurveRecord, GoalRecord, ModelRunRecord, from_batches, to_batch};
 
 pub const GOALS: &str = "goals";
 pub const TARGET_GROUPS: &str = "target_groups";
@@ -132,35 +137,18 @@ pub async fn save_goal(
     let now = format_micros(chrono::Utc::now().timestamp_micros());
     let partition = format!("goal_id={goal_id}");
 
-    let members: Vec<serde_json::Value> = prediction
-        .users
-        .iter()
-        .map(|user| serde_json::json!({ "user_id": user.user_id, "added_at": format_micros(definition.start_micros) }))
-        .collect();
     write_partition(
         warehouse,
         TARGET_GROUPS,
         &partition,
-        to_batch(records::target_groups_schema(), &members)?,
+        target_group_batch(prediction, definition.start_micros)?,
     )
     .await?;
-
-    let rows: Vec<PredictionRecord> = prediction
-        .users
-        .iter()
-        .map(|user| PredictionRecord {
-            user_id: user.user_id.clone(),
-            probability: user.probability,
-            achieve_probability: user.achieve_probability,
-            score: i32::from(user.score),
-            bucket: user.bucket.to_string(),
-        })
-        .collect();
     write_partition(
         warehouse,
         PREDICTIONS,
         &partition,
-        to_batch(records::predictions_schema(), &rows)?,
+        predictions_batch(prediction)?,
     )
     .await?;
 
@@ -233,6 +221,45 @@ pub async fn save_goal(
     all.push(record.clone());
     write_goals(warehouse, &all).await?;
     Ok(record)
+}
+
+/// Returns the target group's rows, built column by column because it can hold millions of
+/// users.
+fn target_group_batch(prediction: &Prediction, added_at_micros: i64) -> Result<RecordBatch> {
+    let users = &prediction.users;
+    let user_ids = StringArray::from_iter_values(users.iter().map(|u| u.user_id.as_str()));
+    let added_at = TimestampMicrosecondArray::from(vec![added_at_micros; users.len()])
+        .with_data_type(crate::schema::timestamp_type());
+    Ok(RecordBatch::try_new(
+        records::target_groups_schema(),
+        vec![Arc::new(user_ids), Arc::new(added_at)],
+    )?)
+}
+
+/// Returns the predictions' rows, column by column like [`target_group_batch`].
+fn predictions_batch(prediction: &Prediction) -> Result<RecordBatch> {
+    let users = &prediction.users;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            users.iter().map(|u| u.user_id.as_str()),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            users.iter().map(|u| u.probability),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            users.iter().map(|u| u.achieve_probability),
+        )),
+        Arc::new(Int32Array::from_iter_values(
+            users.iter().map(|u| i32::from(u.score)),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            users.iter().map(|u| u.bucket),
+        )),
+    ];
+    Ok(RecordBatch::try_new(
+        records::predictions_schema(),
+        columns,
+    )?)
 }
 
 /// Marks a goal archived, so it no longer counts against the active limit. Holds the run

@@ -91,15 +91,6 @@ pub fn goals_schema() -> SchemaRef {
 }
 
 /// One target user's prediction. Table `predictions`, partitioned by `goal_id`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct PredictionRecord {
-    pub user_id: String,
-    pub probability: f64,
-    pub achieve_probability: f64,
-    pub score: i32,
-    pub bucket: String,
-}
-
 pub fn predictions_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("user_id", DataType::Utf8, false),

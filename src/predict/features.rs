@@ -6,7 +6,8 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type};
 use datafusion::datasource::MemTable;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
 
 use super::model::RawFeatures;
 use crate::error::Result;
@@ -30,11 +31,22 @@ pub struct Snapshot {
     pub features: Vec<RawFeatures>,
 }
 
-/// Evaluates `segment` at `at_micros`, registers its users as `population`, and reads their
-/// features at the same time.
-pub async fn snapshot(ctx: &SessionContext, segment: &Segment, at_micros: i64) -> Result<Snapshot> {
-    let users = segment.users(ctx, at_micros).await?.collect().await?;
-    let schema = users
+/// Evaluates `segment` at `at_micros` and registers its users as `population`; with a
+/// `share`, only the users whose sample key is below it. Returns the number of users.
+pub async fn register_population(
+    ctx: &SessionContext,
+    segment: &Segment,
+    at_micros: i64,
+    share: Option<f64>,
+) -> Result<usize> {
+    let mut users = segment.users(ctx, at_micros).await?;
+    if let Some(share) = share {
+        users =
+            users.filter(super::sample::sample_key_expr().lt(datafusion::prelude::lit(share)))?;
+    }
+    let batches = users.collect().await?;
+    let rows = batches.iter().map(RecordBatch::num_rows).sum();
+    let schema = batches
         .first()
         .map(|batch| batch.schema())
         .unwrap_or_else(|| {
@@ -42,15 +54,28 @@ pub async fn snapshot(ctx: &SessionContext, segment: &Segment, at_micros: i64) -
                 arrow::datatypes::Field::new("user_id", DataType::Utf8, true),
             ]))
         });
-    let population = MemTable::try_new(schema, vec![users])?;
+    let population = MemTable::try_new(schema, vec![batches])?;
     ctx.deregister_table("population")?;
     ctx.register_table("population", Arc::new(population))?;
+    Ok(rows)
+}
 
+/// Plans the features of every `population` user at `at_micros`.
+pub async fn plan_features(ctx: &SessionContext, at_micros: i64) -> Result<DataFrame> {
     let parameters = [("cutoff", timestamp_parameter(at_micros))];
-    let batches = models::dataframe(ctx, USER_FEATURES, &parameters)
-        .await?
-        .collect()
-        .await?;
+    models::dataframe(ctx, USER_FEATURES, &parameters).await
+}
+
+/// Evaluates `segment` at `at_micros` (optionally sampled, see [`register_population`]) and
+/// reads its users' features at the same time, sorted by user id.
+pub async fn snapshot(
+    ctx: &SessionContext,
+    segment: &Segment,
+    at_micros: i64,
+    share: Option<f64>,
+) -> Result<Snapshot> {
+    register_population(ctx, segment, at_micros, share).await?;
+    let batches = plan_features(ctx, at_micros).await?.collect().await?;
     let mut user_ids = Vec::new();
     let mut features = Vec::new();
     for batch in &batches {
@@ -63,6 +88,28 @@ pub async fn snapshot(ctx: &SessionContext, segment: &Segment, at_micros: i64) -
     let user_ids = order.iter().map(|&i| user_ids[i].clone()).collect();
     let features = order.iter().map(|&i| features[i].clone()).collect();
     Ok(Snapshot { user_ids, features })
+}
+
+/// Streams the features of every `population` user at `at_micros` and hands each batch of
+/// users with their features to `consume`, so that no more than one batch of features is in
+/// memory at once.
+pub async fn for_each_feature_batch(
+    ctx: &SessionContext,
+    at_micros: i64,
+    mut consume: impl FnMut(Vec<String>, Vec<RawFeatures>),
+) -> Result<()> {
+    let mut stream = plan_features(ctx, at_micros)
+        .await?
+        .execute_stream()
+        .await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let mut user_ids = Vec::with_capacity(batch.num_rows());
+        let mut features = Vec::with_capacity(batch.num_rows());
+        read_features(&batch, &mut user_ids, &mut features)?;
+        consume(user_ids, features);
+    }
+    Ok(())
 }
 
 /// Reads the first goal event of each `population` user in `[start, end)`: days from the start.
@@ -101,8 +148,6 @@ fn read_features(
         number("events_all")?,
         number("events_30d")?,
         number("events_90d")?,
-        number("active_days_all")?,
-        number("active_days_90d")?,
         number("goal_events_all")?,
         number("goal_events_7d")?,
         number("goal_events_30d")?,
@@ -128,20 +173,18 @@ fn read_features(
             events_all: value(0, row),
             events_30d: value(1, row),
             events_90d: value(2, row),
-            active_days_all: value(3, row),
-            active_days_90d: value(4, row),
-            goal_events_all: value(5, row),
-            goal_events_7d: value(6, row),
-            goal_events_30d: value(7, row),
-            goal_events_90d: value(8, row),
-            goal_days_all: value(9, row),
-            goal_amount_all: value(10, row),
-            goal_amount_90d: value(11, row),
-            days_since_first_event: optional(12, row),
-            days_since_last_event: optional(13, row),
-            days_since_first_goal_event: optional(14, row),
-            days_since_last_goal_event: optional(15, row),
-            mean_days_between_goal_days: optional(16, row),
+            goal_events_all: value(3, row),
+            goal_events_7d: value(4, row),
+            goal_events_30d: value(5, row),
+            goal_events_90d: value(6, row),
+            goal_days_all: value(7, row),
+            goal_amount_all: value(8, row),
+            goal_amount_90d: value(9, row),
+            days_since_first_event: optional(10, row),
+            days_since_last_event: optional(11, row),
+            days_since_first_goal_event: optional(12, row),
+            days_since_last_goal_event: optional(13, row),
+            mean_days_between_goal_days: optional(14, row),
         });
     }
     Ok(())

@@ -11,6 +11,7 @@
 pub mod features;
 pub mod metrics;
 pub mod model;
+pub mod sample;
 
 use std::collections::HashMap;
 
@@ -332,17 +333,31 @@ pub async fn predict(
         "planned training cutoffs"
     );
 
+    // The target group first: its size sets the share of users sampled for training.
+    let target_size = features::register_population(ctx, &segment, goal.start_micros, None).await?;
+    if target_size == 0 {
+        return Err(Error::InvalidArgument(format!(
+            "segment {:?} has no users at {}; pick a larger segment or a later start",
+            goal.segment,
+            format_micros(goal.start_micros)
+        )));
+    }
+    tracing::info!(users = target_size, "evaluated the target group");
+    let target_population = ctx.table_provider("population").await?;
+    let share = (options.max_training_rows as f64 / (target_size * cutoffs.len()) as f64).min(1.0);
+    let (training_ctx, sample) = if share < 1.0 {
+        let sampled = sample::sampled_context(ctx, share).await?;
+        register_goal_events_unchecked(&sampled, goal).await?;
+        tracing::info!(share, "sampled users for training");
+        (sampled, Some(share))
+    } else {
+        (ctx.clone(), None)
+    };
+
     let mut training = Vec::new();
-    let mut sample_share = 1.0;
-    for (index, &at) in cutoffs.iter().enumerate() {
-        let snapshot = features::snapshot(ctx, &segment, at).await?;
-        if index == 0 {
-            // The most recent window sizes the sample for all of them.
-            let expected_rows = snapshot.user_ids.len() * cutoffs.len();
-            sample_share =
-                (options.max_training_rows as f64 / expected_rows.max(1) as f64).min(1.0);
-        }
-        let first = features::first_events(ctx, at, at + horizon).await?;
+    for &at in &cutoffs {
+        let snapshot = features::snapshot(&training_ctx, &segment, at, sample).await?;
+        let first = features::first_events(&training_ctx, at, at + horizon).await?;
         let mut cutoff = Cutoff {
             at_micros: at,
             inputs: Vec::with_capacity(snapshot.user_ids.len()),
@@ -354,50 +369,56 @@ pub async fn predict(
             if let Some(&days) = days {
                 cutoff.days_to_first.push(days);
             }
-            if sample_share < 1.0 && !in_sample(user, sample_share) {
-                continue;
-            }
             cutoff.inputs.push(raw.to_vector(horizon_days));
             cutoff.outcomes.push(days.is_some());
         }
         tracing::info!(
             cutoff = format_micros(at),
             users = snapshot.user_ids.len(),
-            sampled = cutoff.outcomes.len(),
             positives = cutoff.days_to_first.len(),
             "read training cutoff"
         );
         training.push(cutoff);
     }
+    drop(training_ctx);
     check_sufficiency(goal, &training, options)?;
 
-    let quality = evaluate(&training, options)?;
-    let all: Vec<&Cutoff> = training.iter().collect();
-    let (inputs, outcomes) = stack(&all);
-    let model = model::fit(&inputs, &outcomes, options.l2)?;
+    // The final fit runs beside the backtests' fits, one thread each.
+    let (quality, model) = std::thread::scope(|scope| {
+        let final_fit = scope.spawn(|| {
+            let all: Vec<&Cutoff> = training.iter().collect();
+            let (inputs, outcomes) = stack(&all);
+            model::fit(&inputs, &outcomes, options.l2)
+        });
+        let quality = evaluate(&training, options);
+        (
+            quality,
+            final_fit.join().expect("model fitting does not panic"),
+        )
+    });
+    let (quality, model) = (quality?, model?);
+    tracing::info!(
+        backtests = quality.backtests.len(),
+        rows = quality.training_rows,
+        "fitted the model and its backtests"
+    );
 
-    let target = features::snapshot(ctx, &segment, goal.start_micros).await?;
-    if target.user_ids.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "segment {:?} has no users at {}; pick a larger segment or a later start",
-            goal.segment,
-            format_micros(goal.start_micros)
-        )));
-    }
-    let target_inputs = to_matrix(
-        &target
-            .features
-            .iter()
-            .map(|raw| raw.to_vector(horizon_days))
-            .collect::<Vec<_>>(),
-    );
-    let probabilities = model.predict(&target_inputs);
-    let users = score_users(
-        target.user_ids,
-        &probabilities,
-        goal.direction,
-        options.buckets,
-    );
+    // Scores the target group batch by batch, so its features are never all in memory.
+    ctx.deregister_table("population")?;
+    ctx.register_table("population", target_population)?;
+    let mut scored: Vec<(String, f64)> = Vec::with_capacity(target_size);
+    features::for_each_feature_batch(ctx, goal.start_micros, |user_ids, raws| {
+        for (user_id, raw) in user_ids.into_iter().zip(&raws) {
+            scored.push((user_id, model.probability(&raw.to_vector(horizon_days))));
+        }
+    })
+    .await?;
+    // Sorted by user id, so the stored predictions do not depend on how the query split its
+    // work.
+    tracing::info!(users = scored.len(), "scored the target group");
+    scored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let (user_ids, probabilities): (Vec<String>, Vec<f64>) = scored.into_iter().unzip();
+    let users = score_users(user_ids, &probabilities, goal.direction, options.buckets);
     let predicted_count: f64 = probabilities.iter().sum();
     let bernoulli_variance: f64 = probabilities.iter().map(|p| p * (1.0 - p)).sum();
     let model_variance = (quality.count_error_rms * predicted_count).powi(2);
@@ -437,7 +458,8 @@ pub async fn predict(
     })
 }
 
-/// Registers `goal_events`: the events that count for the goal.
+/// Registers `goal_events`, the events that count for the goal, and `flagged_events`, every
+/// event with `is_goal_event` telling whether it counts.
 pub(crate) async fn register_goal_events(
     ctx: &SessionContext,
     goal: &GoalDefinition,
@@ -483,14 +505,26 @@ pub(crate) async fn register_goal_events_unchecked(
         })?;
         condition = condition.and(expression);
     }
-    let view = events.filter(condition).map_err(|error| {
+    let invalid = |error: datafusion::error::DataFusionError| {
         Error::InvalidArgument(format!(
             "invalid event filter {:?}: {error}",
             goal.event_filter.as_deref().unwrap_or("")
         ))
-    })?;
+    };
+    let view = events.clone().filter(condition.clone()).map_err(invalid)?;
+    let flagged = events
+        .with_column(
+            "is_goal_event",
+            datafusion::functions::expr_fn::coalesce(vec![
+                condition,
+                datafusion::prelude::lit(false),
+            ]),
+        )
+        .map_err(invalid)?;
     ctx.deregister_table("goal_events")?;
     ctx.register_table("goal_events", view.into_view())?;
+    ctx.deregister_table("flagged_events")?;
+    ctx.register_table("flagged_events", flagged.into_view())?;
     Ok(())
 }
 
@@ -533,18 +567,6 @@ async fn first_event_micros(ctx: &SessionContext) -> Result<i64> {
         ));
     }
     Ok(column.value(0))
-}
-
-/// Returns whether `user` falls in a sample of `share` of all users. The choice depends only on
-/// the user id, so a user is in or out of every window together.
-fn in_sample(user: &str, share: f64) -> bool {
-    // FNV-1a: stable across runs and platforms, unlike the standard library's hasher.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in user.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash as f64 / u64::MAX as f64) < share
 }
 
 /// Returns the training cutoffs, most recent first.
@@ -606,28 +628,25 @@ fn check_sufficiency(
 
 /// Measures quality on the held-out cutoff and backtests the count on up to three cutoffs.
 fn evaluate(training: &[Cutoff], options: &PredictOptions) -> Result<ModelQuality> {
+    // Each backtest fits its own model, one thread each.
+    let fits: Vec<Result<Option<HeldOut>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..training.len().saturating_sub(1).min(3))
+            .map(|k| scope.spawn(move || backtest(training, k, options)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| handle.join().expect("model fitting does not panic"))
+            .collect()
+    });
     let mut backtests = Vec::new();
     let mut holdout = None;
-    for k in 0..training.len().saturating_sub(1).min(3) {
-        let older: Vec<&Cutoff> = training[k + 1..].iter().collect();
-        let (inputs, outcomes) = stack(&older);
-        if outcomes.iter().all(|&o| o) || outcomes.iter().all(|&o| !o) {
+    for (k, fit) in fits.into_iter().enumerate() {
+        let Some((backtest, probabilities)) = fit? else {
             continue;
-        }
-        let model = model::fit(&inputs, &outcomes, options.l2)?;
-        let held = &training[k];
-        let probabilities = model.predict(&to_matrix(&held.inputs));
-        let predicted: f64 = probabilities.iter().sum();
-        let actual = held.positives() as u64;
-        backtests.push(Backtest {
-            cutoff: format_micros(held.at_micros),
-            users: held.outcomes.len() as u64,
-            predicted_count: predicted,
-            actual_count: actual,
-            relative_error: (predicted - actual as f64) / (actual as f64).max(1.0),
-        });
+        };
+        backtests.push(backtest);
         if k == 0 {
-            holdout = Some((probabilities, held.outcomes.clone()));
+            holdout = Some((probabilities, training[0].outcomes.clone()));
         }
     }
     let (probabilities, outcomes) = holdout.ok_or_else(|| {
@@ -659,6 +678,31 @@ fn evaluate(training: &[Cutoff], options: &PredictOptions) -> Result<ModelQualit
         count_error_rms,
         odds_ratios: Vec::new(),
     })
+}
+
+/// A backtest with the probabilities it gave the held-out cutoff's users.
+type HeldOut = (Backtest, Vec<f64>);
+
+/// Predicts cutoff `k` with a model of the older cutoffs; `None` when those hold one outcome.
+fn backtest(training: &[Cutoff], k: usize, options: &PredictOptions) -> Result<Option<HeldOut>> {
+    let older: Vec<&Cutoff> = training[k + 1..].iter().collect();
+    let (inputs, outcomes) = stack(&older);
+    if outcomes.iter().all(|&o| o) || outcomes.iter().all(|&o| !o) {
+        return Ok(None);
+    }
+    let model = model::fit(&inputs, &outcomes, options.l2)?;
+    let held = &training[k];
+    let probabilities = model.predict(&to_matrix(&held.inputs));
+    let predicted: f64 = probabilities.iter().sum();
+    let actual = held.positives() as u64;
+    let backtest = Backtest {
+        cutoff: format_micros(held.at_micros),
+        users: held.outcomes.len() as u64,
+        predicted_count: predicted,
+        actual_count: actual,
+        relative_error: (predicted - actual as f64) / (actual as f64).max(1.0),
+    };
+    Ok(Some((backtest, probabilities)))
 }
 
 fn stack(cutoffs: &[&Cutoff]) -> (Array2<f64>, Vec<bool>) {
