@@ -73,7 +73,9 @@ SEGMENTS = {
     """,
 }
 
-# sql/features/user_features.sql ported to DuckDB; reads `population` and `goal_events`.
+# sql/features/user_features.sql ported to DuckDB; reads `population` and `goal_events`. The
+# history is restricted to `population` users, so a sampled population aggregates only the
+# sampled users' events (the output rows are the same either way).
 USER_FEATURES = """
 with
 
@@ -81,12 +83,14 @@ history as (
     select user_id, event_time, event_date
     from events
     where event_time < {cutoff} and event_date <= {cutoff_date}
+        and user_id in (select user_id from population)
 ),
 
 goal_history as (
     select user_id, event_time, event_date, amount
     from goal_events
     where event_time < {cutoff} and event_date <= {cutoff_date}
+        and user_id in (select user_id from population)
 ),
 
 activity as (
@@ -359,6 +363,16 @@ def register_segment(
     return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
 
 
+def sample_population(con: duckdb.DuckDBPyConnection, share: float) -> None:
+    """Keep the `population` users whose FNV-1a sample key is below `share`."""
+    user_ids = con.sql("SELECT user_id FROM population").to_arrow_table().column("user_id")
+    user_ids = user_ids.combine_chunks()
+    sampled = pa.table({"user_id": user_ids.filter(pa.array(fnv1a_unit(user_ids) < share))})
+    con.register("sampled_users", sampled)
+    con.sql("CREATE OR REPLACE TEMP TABLE population AS SELECT user_id FROM sampled_users")
+    con.unregister("sampled_users")
+
+
 # --- model inputs ----------------------------------------------------------------------------
 
 
@@ -487,7 +501,9 @@ class Model:
     the mean loss, and goalcast's tolerance of 1e-6 * rows on the summed loss is the same bound.
     """
 
-    def __init__(self, inputs: np.ndarray, outcomes: np.ndarray, l2: float) -> None:
+    def __init__(
+        self, inputs: np.ndarray, outcomes: np.ndarray, l2: float, max_iterations: int
+    ) -> None:
         # Imported here because importing scikit-learn takes about a second, which the
         # nightly and query commands do not need.
         from sklearn.exceptions import ConvergenceWarning
@@ -499,7 +515,9 @@ class Model:
         # goalcast treats a column with a population std of 1e-9 or less as constant.
         std = np.sqrt(self.scaler.var_)
         self.scaler.scale_ = np.where(std > 1e-9, std, 1.0)
-        self.regression = LogisticRegression(C=1.0 / l2, solver="lbfgs", tol=1e-6, max_iter=200)
+        self.regression = LogisticRegression(
+            C=1.0 / l2, solver="lbfgs", tol=1e-6, max_iter=max_iterations
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             self.regression.fit(self.scaler.transform(inputs), outcomes)
@@ -575,14 +593,14 @@ def create(args: argparse.Namespace) -> dict:
     for cutoff in cutoffs:
         with timer.step("segment"):
             register_segment(con, args.segment, cutoff)
+            if share < 1.0:
+                sample_population(con, share)
         with timer.step("features"):
             features = read_features(con, cutoff)
-            user_ids = features.column("user_id").combine_chunks()
-            keep = fnv1a_unit(user_ids) < share if share < 1.0 else np.ones(len(user_ids), bool)
-            inputs = model_inputs(features.filter(pa.array(keep)), horizon_days)
+            inputs = model_inputs(features, horizon_days)
         with timer.step("labels"):
             positives = read_positives(con, cutoff, cutoff + horizon)
-            outcomes = pc.is_in(user_ids.filter(pa.array(keep)), value_set=positives).to_numpy(
+            outcomes = pc.is_in(features.column("user_id"), value_set=positives).to_numpy(
                 zero_copy_only=False
             )
         windows.append({"cutoff": cutoff, "inputs": inputs, "outcomes": outcomes})
@@ -596,11 +614,12 @@ def create(args: argparse.Namespace) -> dict:
         )
 
     with timer.step("training"):
-        backtests = backtest(windows, args.l2)
+        backtests = backtest(windows, args.l2, args.max_iterations)
         model = Model(
             np.vstack([window["inputs"] for window in windows]),
             np.concatenate([window["outcomes"] for window in windows]),
             args.l2,
+            args.max_iterations,
         )
 
     con.sql("CREATE OR REPLACE TEMP TABLE population AS SELECT * FROM target_group")
@@ -640,7 +659,7 @@ def create(args: argparse.Namespace) -> dict:
     }
 
 
-def backtest(windows: list[dict], l2: float) -> list[dict]:
+def backtest(windows: list[dict], l2: float, max_iterations: int) -> list[dict]:
     """Predict each of the 3 most recent windows with a model of the older ones, as goalcast's
     `evaluate` does; the most recent one also gets an AUC."""
     results = []
@@ -649,7 +668,8 @@ def backtest(windows: list[dict], l2: float) -> list[dict]:
         outcomes = np.concatenate([window["outcomes"] for window in older])
         if outcomes.all() or not outcomes.any():
             continue
-        model = Model(np.vstack([window["inputs"] for window in older]), outcomes, l2)
+        inputs = np.vstack([window["inputs"] for window in older])
+        model = Model(inputs, outcomes, l2, max_iterations)
         held_out = windows[k]
         probabilities = model.predict(held_out["inputs"])
         actual = int(held_out["outcomes"].sum())
@@ -751,6 +771,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     create_parser.add_argument(
         "--l2", type=float, default=L2, help="linfa's alpha: L2 penalty on the summed log-loss"
+    )
+    create_parser.add_argument(
+        "--max-iterations",
+        type=int,
+        default=200,
+        help="maximum L-BFGS iterations per fit; goalcast's linfa fit stops at 200",
     )
     create_parser.add_argument("--out", required=True, help="folder for predictions.parquet")
 
