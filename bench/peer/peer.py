@@ -101,10 +101,6 @@ activity as (
         count(*) as events_all,
         count(*) filter (where event_time >= {cutoff} - interval '30 days') as events_30d,
         count(*) filter (where event_time >= {cutoff} - interval '90 days') as events_90d,
-        count(distinct event_date) as active_days_all,
-        count(distinct case
-            when event_time >= {cutoff} - interval '90 days' then event_date
-        end) as active_days_90d,
         min(event_time) as first_event_time,
         max(event_time) as last_event_time
     from history
@@ -134,8 +130,6 @@ select
     coalesce(activity.events_all, 0)::double as events_all,
     coalesce(activity.events_30d, 0)::double as events_30d,
     coalesce(activity.events_90d, 0)::double as events_90d,
-    coalesce(activity.active_days_all, 0)::double as active_days_all,
-    coalesce(activity.active_days_90d, 0)::double as active_days_90d,
     coalesce(goal_activity.goal_events_all, 0)::double as goal_events_all,
     coalesce(goal_activity.goal_events_7d, 0)::double as goal_events_7d,
     coalesce(goal_activity.goal_events_30d, 0)::double as goal_events_30d,
@@ -397,7 +391,7 @@ def read_positives(con: duckdb.DuckDBPyConnection, start_micros: int, end_micros
 
 
 def model_inputs(features: pa.Table, horizon_days: float) -> np.ndarray:
-    """Compute the 30 model inputs of `RawFeatures::to_vector` (src/predict/model.rs)."""
+    """Compute the 28 model inputs of `RawFeatures::to_vector` (src/predict/model.rs)."""
 
     def column(name: str) -> np.ndarray:
         return features.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -437,8 +431,6 @@ def model_inputs(features: pa.Table, horizon_days: float) -> np.ndarray:
         ln(column("events_30d")),
         ln(column("events_90d")),
         ln(column("events_all")),
-        ln(column("active_days_90d")),
-        ln(column("active_days_all")),
         ln(tenure),
         ln(column("goal_amount_all")),
         ln(column("goal_amount_90d")),
@@ -496,14 +488,13 @@ class Model:
     linfa-logistic 0.8.1 minimizes sum(log-loss) + alpha / 2 * |w|^2 with an unpenalized
     intercept. scikit-learn's lbfgs minimizes C * sum(log-loss) + 1/2 * |w|^2 (computed as a
     mean), so C = 1 / alpha gives the same optimum. Both stop on a gradient of the mean loss
-    below 1e-6: goalcast's argmin 0.11 L-BFGS on the L2 norm (its tolerance is 1e-6 * rows on
-    the summed loss), scipy's L-BFGS-B on the largest component. By default both also stop after
-    200 iterations, which on the generated data comes first, so both fits end near the optimum
-    rather than on it.
+    below `tolerance`: goalcast's argmin 0.11 L-BFGS on the L2 norm (its tolerance is 1e-4 *
+    rows on the summed loss), scipy's L-BFGS-B on the largest component. Both also stop after
+    `max_iterations`, 200 in goalcast, so neither fit is exactly at the optimum.
     """
 
     def __init__(
-        self, inputs: np.ndarray, outcomes: np.ndarray, l2: float, max_iterations: int
+        self, inputs: np.ndarray, outcomes: np.ndarray, settings: argparse.Namespace
     ) -> None:
         # Imported here because importing scikit-learn takes about a second, which the
         # nightly and query commands do not need.
@@ -517,7 +508,10 @@ class Model:
         std = np.sqrt(self.scaler.var_)
         self.scaler.scale_ = np.where(std > 1e-9, std, 1.0)
         self.regression = LogisticRegression(
-            C=1.0 / l2, solver="lbfgs", tol=1e-6, max_iter=max_iterations
+            C=1.0 / settings.l2,
+            solver="lbfgs",
+            tol=settings.tolerance,
+            max_iter=settings.max_iterations,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
@@ -615,12 +609,11 @@ def create(args: argparse.Namespace) -> dict:
         )
 
     with timer.step("training"):
-        backtests = backtest(windows, args.l2, args.max_iterations)
+        backtests = backtest(windows, args)
         model = Model(
             np.vstack([window["inputs"] for window in windows]),
             np.concatenate([window["outcomes"] for window in windows]),
-            args.l2,
-            args.max_iterations,
+            args,
         )
 
     con.sql("CREATE OR REPLACE TEMP TABLE population AS SELECT * FROM target_group")
@@ -660,7 +653,7 @@ def create(args: argparse.Namespace) -> dict:
     }
 
 
-def backtest(windows: list[dict], l2: float, max_iterations: int) -> list[dict]:
+def backtest(windows: list[dict], settings: argparse.Namespace) -> list[dict]:
     """Predict each of the 3 most recent windows with a model of the older ones, as goalcast's
     `evaluate` does; the most recent one also gets an AUC."""
     results = []
@@ -670,7 +663,7 @@ def backtest(windows: list[dict], l2: float, max_iterations: int) -> list[dict]:
         if outcomes.all() or not outcomes.any():
             continue
         inputs = np.vstack([window["inputs"] for window in older])
-        model = Model(inputs, outcomes, l2, max_iterations)
+        model = Model(inputs, outcomes, settings)
         held_out = windows[k]
         probabilities = model.predict(held_out["inputs"])
         actual = int(held_out["outcomes"].sum())
@@ -778,6 +771,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=200,
         help="maximum L-BFGS iterations per fit; goalcast's linfa fit stops at 200",
+    )
+    create_parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="gradient tolerance on the mean log-loss; goalcast's linfa fit uses 1e-4",
     )
     create_parser.add_argument("--out", required=True, help="folder for predictions.parquet")
 
