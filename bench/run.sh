@@ -121,9 +121,11 @@ measure() {
         exit 1
     fi
     busy_after=$(busy_seconds)
-    awk -v before="$busy_before" -v after="$busy_after" \
-        '{ other = after - before - $2 - $3; printf "%s %s %s %s %.2f\n", $1, $2, $3, $4, other < 0 ? 0 : other }' \
-        "$folder/times/$name" > "$folder/times/$name.tmp"
+    awk -v before="$busy_before" -v after="$busy_after" '{
+        other = after - before - $2 - $3
+        if (other < 0) other = 0
+        printf "%s %s %s %s %.2f\n", $1, $2, $3, $4, other
+    }' "$folder/times/$name" > "$folder/times/$name.tmp"
     mv "$folder/times/$name.tmp" "$folder/times/$name"
 }
 
@@ -167,11 +169,11 @@ night=$(date -u -d "$end - 1 day" +%F)
 
 # Goal creation: one Charged goal on all users with the default 6 training windows.
 echo "Goal creation: Charged on all_users, $start to $end"
-measure goal-scale_charged-goalcast "$goalcast" --warehouse "$warehouse" goal create --name scale_charged \
-    --event Charged --end-date "$end" --as-of "$start" --format json
+measure goal-scale_charged-goalcast "$goalcast" --warehouse "$warehouse" goal create \
+    --name scale_charged --event Charged --end-date "$end" --as-of "$start" --format json
 record "goal creation (6 windows)" goalcast goal-scale_charged-goalcast
-measure goal-scale_charged-peer "${peer[@]}" create "$warehouse" --event Charged --end-date "$end" \
-    --as-of "$start" --out "$folder/peer/scale_charged"
+measure goal-scale_charged-peer "${peer[@]}" create "$warehouse" --event Charged \
+    --end-date "$end" --as-of "$start" --out "$folder/peer/scale_charged"
 record "goal creation (6 windows)" peer goal-scale_charged-peer
 # Archived so that the nightly run below counts only the 5 goals of bench/nightly.sh.
 "$goalcast" --warehouse "$warehouse" goal archive \
@@ -185,9 +187,9 @@ goal_specs=(
     "sf_buyers|--event|Charged|--segment|san_francisco"
     "uninstalls|--event|App Uninstalled|--direction|minimize"
 )
+goal_names=()
 goalcast_steps=()
 peer_steps=()
-goals_json="["
 for spec in "${goal_specs[@]}"; do
     IFS='|' read -r -a fields <<< "$spec"
     name=${fields[0]}
@@ -199,19 +201,31 @@ for spec in "${goal_specs[@]}"; do
     # The peer takes goalcast's goal options under the same names.
     measure "goal-$name-peer" "${peer[@]}" create "$warehouse" --end-date "$end" \
         --as-of "$start" --max-windows 2 --out "$folder/peer/$name" "${options[@]}"
+    goal_names+=("$name")
     goalcast_steps+=("goal-$name-goalcast")
     peer_steps+=("goal-$name-peer")
-    goals_json+=$("$python" -c 'import json, sys
-goal = json.load(open(sys.argv[1]))["goal"]
-print(json.dumps({"name": goal["name"], "events": goal["event_names"],
-    "filter": goal["event_filter"], "start": sys.argv[2], "end_date": goal["end_date"],
-    "predictions": sys.argv[3]}))' "$folder/goal-$name-goalcast.out" "$start" \
-        "$folder/peer/$name/predictions.parquet"),
 done
-goals_json="${goals_json%,}]"
-echo "$goals_json" > "$folder/peer/goals.json"
 record "create the 5 nightly goals (2 windows each)" goalcast "${goalcast_steps[@]}"
 record "create the 5 nightly goals (2 windows each)" peer "${peer_steps[@]}"
+
+# The peer's nightly input: each goal's definition, as goalcast stored it, and the peer's own
+# predictions.
+"$python" - "$folder" "$start" "${goal_names[@]}" > "$folder/peer/goals.json" <<'EOF'
+import json, sys
+folder, start, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+goals = []
+for name in names:
+    goal = json.load(open(f"{folder}/goal-{name}-goalcast.out"))["goal"]
+    goals.append({
+        "name": goal["name"],
+        "events": goal["event_names"],
+        "filter": goal["event_filter"],
+        "start": start,
+        "end_date": goal["end_date"],
+        "predictions": f"{folder}/peer/{name}/predictions.parquet",
+    })
+print(json.dumps(goals, indent=2))
+EOF
 
 echo "Nightly run for 5 goals on $night"
 measure nightly-goalcast "$goalcast" --warehouse "$warehouse" run --date "$night" --format json
@@ -236,7 +250,9 @@ echo
 echo "## $users users, $events events ($days days, seed $seed)"
 echo
 echo "goalcast: $goalcast"
-echo "peer: $("$python" -c 'import duckdb, sklearn, numpy; print(f"DuckDB {duckdb.__version__}, scikit-learn {sklearn.__version__}, numpy {numpy.__version__}")')"
+"$python" -c 'import duckdb, numpy, sklearn
+print(f"peer: DuckDB {duckdb.__version__}, scikit-learn {sklearn.__version__}, "
+      f"numpy {numpy.__version__}")'
 echo
 bash "$repo/bench/report.sh" table "$results"
 
@@ -247,12 +263,10 @@ bash "$repo/bench/report.sh" table "$results"
     "SELECT goals.name AS goal, goal_daily.performers FROM goal_daily \
      JOIN goals ON goals.goal_id = goal_daily.goal_id \
      WHERE goal_daily.bucket = 'All' AND goal_daily.arm = 'all' AND goal_daily.day = '$night'"
-goal_names=(scale_charged)
-for spec in "${goal_specs[@]}"; do goal_names+=("${spec%%|*}"); done
 echo
 agreement=0
-"$python" "$repo/bench/check_agreement.py" "$folder" --night "$night" "${goal_names[@]}" \
-    || agreement=$?
+"$python" "$repo/bench/check_agreement.py" "$folder" --night "$night" scale_charged \
+    "${goal_names[@]}" || agreement=$?
 
 if [ -n "$compare" ]; then
     echo

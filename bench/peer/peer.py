@@ -455,8 +455,8 @@ def model_inputs(features: pa.Table, horizon_days: float) -> np.ndarray:
 def fnv1a_unit(user_ids: pa.Array) -> np.ndarray:
     """Map each user id to [0, 1]: FNV-1a 64-bit of its UTF-8 bytes divided by 2^64 - 1.
 
-    Matches goalcast's training sample (`in_sample` in src/predict/mod.rs). The hash runs over
-    byte positions, all ids at once, with numpy's wrapping uint64 multiply.
+    goalcast samples training users by the same key. The hash runs over byte positions, all ids
+    at once, with numpy's wrapping uint64 multiply.
     """
     strings = pc.cast(user_ids, pa.large_string())
     if strings.null_count:
@@ -654,8 +654,10 @@ def create(args: argparse.Namespace) -> dict:
 
 
 def backtest(windows: list[dict], settings: argparse.Namespace) -> list[dict]:
-    """Predict each of the 3 most recent windows with a model of the older ones, as goalcast's
-    `evaluate` does; the most recent one also gets an AUC."""
+    """Predict each of the 3 most recent windows with a model of the older ones.
+
+    This is goalcast's backtest. The most recent window also gets an AUC.
+    """
     results = []
     for k in range(min(3, len(windows) - 1)):
         older = windows[k + 1 :]
