@@ -3,7 +3,7 @@
 use linfa::Dataset;
 use linfa::traits::Fit;
 use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array1, Array2, Axis, ShapeBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -128,7 +128,10 @@ pub fn fit(inputs: &Array2<f64>, outcomes: &[bool], l2: f64) -> Result<FittedMod
     let mut scales = inputs.std_axis(Axis(0), 0.0);
     // A constant column carries no information; a unit scale keeps it finite.
     scales.mapv_inplace(|scale| if scale > 1e-9 { scale } else { 1.0 });
-    let standardized = (inputs - &means) / &scales;
+    // Column-major, because linfa's gradient multiplies the transposed inputs by a vector, and
+    // that walks each input column; in row-major order those reads stride across memory.
+    let mut standardized = Array2::zeros(inputs.raw_dim().f());
+    standardized.assign(&((inputs - &means) / &scales));
     let targets = Array1::from_iter(outcomes.iter().copied());
     let dataset = Dataset::new(standardized, targets);
     // linfa's loss is summed over rows, so the tolerance scales with the row count to bound
