@@ -154,8 +154,8 @@ async fn sampled_training_keeps_accuracy() {
     let sampled = predict::predict(&ctx, &catalog(), &goal, &options)
         .await
         .unwrap();
-    // The share is 50k over the target group times the windows (23,570 x 6), about 0.35; the
-    // older windows hold fewer users, so fewer than 50k rows remain.
+    // The share is 50k over the target group times the windows (23,570 x 6), about 0.35. The
+    // older windows contain fewer users, so fewer than 50k rows remain.
     let share = sampled.quality.training_rows as f64 / full.quality.training_rows as f64;
     assert!(
         (0.31..0.40).contains(&share),

@@ -7,8 +7,8 @@
 -- after the cutoff reaches the features.
 --
 -- Columns: counts of any events and of goal events in the 7, 30 and 90 days before the cutoff
--- and in all history; distinct days with a goal event; days since the first and last event and
--- goal event (null when there is none); goal amount totals; and the mean gap between goal
+-- and in all history, and distinct days with a goal event. Days since the first and last event
+-- and goal event (null when there is none), goal amount totals, and the mean gap between goal
 -- event days (null with fewer than two).
 --
 -- One scan of the events and one aggregate per user. The only distinct count is of goal event

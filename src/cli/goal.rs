@@ -129,8 +129,8 @@ pub struct GoalArgs {
     /// Most training windows (one per cutoff, 30 days apart at most) used to fit the model.
     #[arg(long, default_value_t = 6)]
     pub max_windows: usize,
-    /// Most training rows (users times windows); above it, training uses a sample of users
-    /// chosen by a hash of their id, the same in every window.
+    /// Maximum number of training rows (users times windows). Above it, training uses a sample
+    /// of users chosen by a hash of their id, the same in every window.
     #[arg(long, default_value_t = 200_000)]
     pub max_training_rows: usize,
     /// Folder of segment SQL files.

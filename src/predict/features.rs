@@ -31,8 +31,8 @@ pub struct Snapshot {
     pub features: Vec<RawFeatures>,
 }
 
-/// Evaluates `segment` at `at_micros` and registers its users as `population`; with a
-/// `share`, only the users whose sample key is below it. Returns the number of users.
+/// Evaluates `segment` at `at_micros` and registers its users as `population`. With a
+/// `share`, only the users whose sample key is below it are kept. Returns the number of users.
 pub async fn register_population(
     ctx: &SessionContext,
     segment: &Segment,

@@ -413,9 +413,9 @@ pub async fn predict(
         }
     })
     .await?;
+    tracing::info!(users = scored.len(), "scored the target group");
     // Sorted by user id, so the stored predictions do not depend on how the query split its
     // work.
-    tracing::info!(users = scored.len(), "scored the target group");
     scored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let (user_ids, probabilities): (Vec<String>, Vec<f64>) = scored.into_iter().unzip();
     let users = score_users(user_ids, &probabilities, goal.direction, options.buckets);
@@ -683,7 +683,8 @@ fn evaluate(training: &[Cutoff], options: &PredictOptions) -> Result<ModelQualit
 /// A backtest with the probabilities it gave the held-out cutoff's users.
 type HeldOut = (Backtest, Vec<f64>);
 
-/// Predicts cutoff `k` with a model of the older cutoffs; `None` when those hold one outcome.
+/// Predicts cutoff `k` with a model of the older cutoffs. Returns `None` when the older cutoffs
+/// contain only one outcome.
 fn backtest(training: &[Cutoff], k: usize, options: &PredictOptions) -> Result<Option<HeldOut>> {
     let older: Vec<&Cutoff> = training[k + 1..].iter().collect();
     let (inputs, outcomes) = stack(&older);
@@ -691,13 +692,13 @@ fn backtest(training: &[Cutoff], k: usize, options: &PredictOptions) -> Result<O
         return Ok(None);
     }
     let model = model::fit(&inputs, &outcomes, options.l2)?;
-    let held = &training[k];
-    let probabilities = model.predict(&to_matrix(&held.inputs));
+    let held_out = &training[k];
+    let probabilities = model.predict(&to_matrix(&held_out.inputs));
     let predicted: f64 = probabilities.iter().sum();
-    let actual = held.positives() as u64;
+    let actual = held_out.positives() as u64;
     let backtest = Backtest {
-        cutoff: format_micros(held.at_micros),
-        users: held.outcomes.len() as u64,
+        cutoff: format_micros(held_out.at_micros),
+        users: held_out.outcomes.len() as u64,
         predicted_count: predicted,
         actual_count: actual,
         relative_error: (predicted - actual as f64) / (actual as f64).max(1.0),

@@ -128,8 +128,8 @@ pub fn fit(inputs: &Array2<f64>, outcomes: &[bool], l2: f64) -> Result<FittedMod
     let mut scales = inputs.std_axis(Axis(0), 0.0);
     // A constant column carries no information; a unit scale keeps it finite.
     scales.mapv_inplace(|scale| if scale > 1e-9 { scale } else { 1.0 });
-    // Column-major, because linfa's gradient multiplies the transposed inputs by a vector, and
-    // that walks each input column; in row-major order those reads stride across memory.
+    // Column-major, because linfa's gradient multiplies the transposed inputs by a vector and
+    // so walks each input column. In row-major order those reads stride across memory.
     let mut standardized = Array2::zeros(inputs.raw_dim().f());
     standardized.assign(&((inputs - &means) / &scales));
     let targets = Array1::from_iter(outcomes.iter().copied());

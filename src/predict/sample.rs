@@ -71,7 +71,7 @@ const SAMPLED_TABLES: [&str; 2] = ["events", "profiles"];
 /// Training evaluates segments on these tables. A segment whose condition reads only each
 /// user's own rows selects the same sampled users here as on the full tables.
 ///
-/// NOTE: the copy holds the whole history of about `max_training_rows / windows` users, every
+/// NOTE: the copy contains the whole history of about `max_training_rows / windows` users, every
 /// column included, so its memory grows with events per user, not with the warehouse.
 pub async fn sampled_context(ctx: &SessionContext, share: f64) -> Result<SessionContext> {
     let sampled = SessionContext::new_with_config_rt(ctx.copied_config(), ctx.runtime_env());
