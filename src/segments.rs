@@ -97,6 +97,11 @@ impl SegmentCatalog {
 }
 
 impl Segment {
+    /// Whether this is the built-in `all_users`: every user with an event before the time.
+    pub fn is_all_users(&self) -> bool {
+        self.path.is_none() && self.name == ALL_USERS
+    }
+
     /// Plans the segment's distinct user ids as of `as_of_micros` (UTC microseconds).
     pub async fn users(&self, ctx: &SessionContext, as_of_micros: i64) -> Result<DataFrame> {
         let body = self.sql.trim().trim_end_matches(';');

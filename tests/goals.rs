@@ -260,6 +260,50 @@ async fn event_order_does_not_change_predictions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn all_users_matches_the_same_query_as_a_segment_file() {
+    // `all_users` reads the target's features without evaluating a segment or joining a
+    // population; a segment file with the same query goes through the join. Both must agree.
+    let wh = TempWarehouse::new();
+    generate(&wh.warehouse, &small_config(3_000)).await.unwrap();
+    let folder = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/sql/segments/all_users.sql"),
+        folder.path().join("everyone.sql"),
+    )
+    .unwrap();
+    let ctx = build_context(&wh.warehouse, &ContextOptions::default())
+        .await
+        .unwrap();
+    let options = PredictOptions::default();
+    let built_in = predict::predict(&ctx, &catalog(), &generated_goal("built-in"), &options)
+        .await
+        .unwrap();
+    let file_goal = GoalDefinition {
+        segment: "everyone".into(),
+        ..generated_goal("file")
+    };
+    let from_file = predict::predict(
+        &ctx,
+        &SegmentCatalog::new(folder.path()),
+        &file_goal,
+        &options,
+    )
+    .await
+    .unwrap();
+    let rows = |prediction: &Prediction| -> Vec<(String, f64, &'static str)> {
+        prediction
+            .users
+            .iter()
+            .map(|u| (u.user_id.clone(), u.probability, u.bucket))
+            .collect()
+    };
+    assert!(built_in.target_users > 1_500, "{}", built_in.target_users);
+    assert_eq!(built_in.target_users, from_file.target_users);
+    assert_eq!(built_in.predicted_count, from_file.predicted_count);
+    assert_eq!(rows(&built_in), rows(&from_file));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn goal_window_excludes_the_next_second() {
     let goal = cdnow_goal();
     // The end date is inclusive: the goal runs until midnight after 1997-12-28.

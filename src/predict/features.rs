@@ -15,6 +15,16 @@ use crate::models::{self, SqlModel, timestamp_parameter};
 use crate::segments::Segment;
 
 /// Feature and label SQL models.
+pub const USER_ACTIVITY: SqlModel = SqlModel {
+    path: "sql/features/user_activity.sql",
+    sql: include_str!("../../sql/features/user_activity.sql"),
+};
+
+pub const ACTIVE_USERS_ESTIMATE: SqlModel = SqlModel {
+    path: "sql/features/active_users_estimate.sql",
+    sql: include_str!("../../sql/features/active_users_estimate.sql"),
+};
+
 pub const USER_FEATURES: SqlModel = SqlModel {
     path: "sql/features/user_features.sql",
     sql: include_str!("../../sql/features/user_features.sql"),
@@ -62,8 +72,69 @@ pub async fn register_population(
 
 /// Plans the features of every `population` user at `at_micros`.
 pub async fn plan_features(ctx: &SessionContext, at_micros: i64) -> Result<DataFrame> {
+    let activity = plan_activity(ctx, at_micros).await?;
+    ctx.deregister_table("user_activity")?;
+    ctx.register_table("user_activity", activity.into_view())?;
+    models::dataframe(ctx, USER_FEATURES, &[]).await
+}
+
+/// Plans the features of every user with an event before `at_micros`, who are the users of the
+/// built-in `all_users` segment at that time. It is one aggregate over the events, with no
+/// segment to evaluate and no population to join.
+pub async fn plan_activity(ctx: &SessionContext, at_micros: i64) -> Result<DataFrame> {
     let parameters = [("cutoff", timestamp_parameter(at_micros))];
-    models::dataframe(ctx, USER_FEATURES, &parameters).await
+    models::dataframe(ctx, USER_ACTIVITY, &parameters).await
+}
+
+/// Sizes the target group of `segment` at `at_micros` before its features are read. The
+/// built-in `all_users` gets an estimate from [`ACTIVE_USERS_ESTIMATE`], which is cheap; any
+/// other segment is evaluated and registered as `population`, and gets its exact size.
+pub async fn target_size(ctx: &SessionContext, segment: &Segment, at_micros: i64) -> Result<usize> {
+    if !segment.is_all_users() {
+        return register_population(ctx, segment, at_micros, None).await;
+    }
+    let parameters = [("as_of", timestamp_parameter(at_micros))];
+    let batches = models::dataframe(ctx, ACTIVE_USERS_ESTIMATE, &parameters)
+        .await?
+        .collect()
+        .await?;
+    let users = batches
+        .first()
+        .filter(|batch| batch.num_rows() > 0)
+        .map(|batch| cast_column(batch, "users", &DataType::UInt64))
+        .transpose()?
+        .map_or(0, |column| {
+            column
+                .as_primitive::<arrow::datatypes::UInt64Type>()
+                .value(0)
+        });
+    Ok(users as usize)
+}
+
+/// Streams the users of `segment` at `at_micros` with their features at that time, and hands
+/// each batch to `consume`, so that one batch of the target group's features is in memory at a
+/// time. The built-in `all_users` reads [`USER_ACTIVITY`] alone; any other segment needs its
+/// users registered as `population` by [`target_size`].
+pub async fn for_each_target_batch(
+    ctx: &SessionContext,
+    segment: &Segment,
+    at_micros: i64,
+    mut consume: impl FnMut(Vec<String>, Vec<RawFeatures>),
+) -> Result<()> {
+    let plan = if segment.is_all_users() {
+        plan_activity(ctx, at_micros).await?
+    } else {
+        plan_features(ctx, at_micros).await?
+    };
+    let mut stream = plan.execute_stream().await?;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        let mut user_ids = Vec::with_capacity(batch.num_rows());
+        let mut features = Vec::with_capacity(batch.num_rows());
+        read_features(&batch, &mut user_ids, &mut features)?;
+        consume(user_ids, features);
+    }
+    Ok(())
 }
 
 /// Evaluates `segment` at `at_micros` (optionally sampled, see [`register_population`]) and
@@ -88,28 +159,6 @@ pub async fn snapshot(
     let user_ids = order.iter().map(|&i| user_ids[i].clone()).collect();
     let features = order.iter().map(|&i| features[i].clone()).collect();
     Ok(Snapshot { user_ids, features })
-}
-
-/// Streams the features of every `population` user at `at_micros` and hands each batch of
-/// users with their features to `consume`, so that no more than one batch of features is in
-/// memory at once.
-pub async fn for_each_feature_batch(
-    ctx: &SessionContext,
-    at_micros: i64,
-    mut consume: impl FnMut(Vec<String>, Vec<RawFeatures>),
-) -> Result<()> {
-    let mut stream = plan_features(ctx, at_micros)
-        .await?
-        .execute_stream()
-        .await?;
-    while let Some(batch) = stream.next().await {
-        let batch = batch?;
-        let mut user_ids = Vec::with_capacity(batch.num_rows());
-        let mut features = Vec::with_capacity(batch.num_rows());
-        read_features(&batch, &mut user_ids, &mut features)?;
-        consume(user_ids, features);
-    }
-    Ok(())
 }
 
 /// Reads the first goal event of each `population` user in `[start, end)`: days from the start.

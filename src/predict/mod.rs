@@ -333,17 +333,17 @@ pub async fn predict(
         "planned training cutoffs"
     );
 
-    // The target group first: its size sets the share of users sampled for training.
-    let target_size = features::register_population(ctx, &segment, goal.start_micros, None).await?;
+    // The target group's size first: it sets the share of users sampled for training.
+    let target_size = features::target_size(ctx, &segment, goal.start_micros).await?;
     if target_size == 0 {
-        return Err(Error::InvalidArgument(format!(
-            "segment {:?} has no users at {}; pick a larger segment or a later start",
-            goal.segment,
-            format_micros(goal.start_micros)
-        )));
+        return Err(no_target_users(goal));
     }
-    tracing::info!(users = target_size, "evaluated the target group");
-    let target_population = ctx.table_provider("population").await?;
+    tracing::info!(users = target_size, "sized the target group");
+    let target_population = if segment.is_all_users() {
+        None
+    } else {
+        Some(ctx.table_provider("population").await?)
+    };
     let share = (options.max_training_rows as f64 / (target_size * cutoffs.len()) as f64).min(1.0);
     let (training_ctx, sample) = if share < 1.0 {
         let sampled = sample::sampled_context(ctx, share).await?;
@@ -403,16 +403,22 @@ pub async fn predict(
         "fitted the model and its backtests"
     );
 
-    // Scores the target group batch by batch, so its features are never all in memory.
-    ctx.deregister_table("population")?;
-    ctx.register_table("population", target_population)?;
+    // Scores the target group batch by batch as its features stream out of one query, so they
+    // are never all in memory.
+    if let Some(population) = target_population {
+        ctx.deregister_table("population")?;
+        ctx.register_table("population", population)?;
+    }
     let mut scored: Vec<(String, f64)> = Vec::with_capacity(target_size);
-    features::for_each_feature_batch(ctx, goal.start_micros, |user_ids, raws| {
+    features::for_each_target_batch(ctx, &segment, goal.start_micros, |user_ids, raws| {
         for (user_id, raw) in user_ids.into_iter().zip(&raws) {
             scored.push((user_id, model.probability(&raw.to_vector(horizon_days))));
         }
     })
     .await?;
+    if scored.is_empty() {
+        return Err(no_target_users(goal));
+    }
     tracing::info!(users = scored.len(), "scored the target group");
     // Sorted by user id, so the stored predictions do not depend on how the query split its
     // work.
@@ -458,6 +464,14 @@ pub async fn predict(
     })
 }
 
+fn no_target_users(goal: &GoalDefinition) -> Error {
+    Error::InvalidArgument(format!(
+        "segment {:?} has no users at {}; pick a larger segment or a later start",
+        goal.segment,
+        format_micros(goal.start_micros)
+    ))
+}
+
 /// Registers `goal_events`, the events that count for the goal, and `flagged_events`, every
 /// event with `is_goal_event` telling whether it counts.
 pub(crate) async fn register_goal_events(
@@ -469,9 +483,9 @@ pub(crate) async fn register_goal_events(
             "a goal needs at least one event name".into(),
         ));
     }
-    let known = distinct_event_names(ctx).await?;
     for name in &goal.event_names {
-        if !known.contains(name) {
+        if !event_name_occurs(ctx, name).await? {
+            let known = distinct_event_names(ctx).await?;
             return Err(Error::InvalidArgument(format!(
                 "event {name:?} does not occur in the events table; known events: {}",
                 known.join(", ")
@@ -479,6 +493,23 @@ pub(crate) async fn register_goal_events(
         }
     }
     register_goal_events_unchecked(ctx, goal).await
+}
+
+/// Whether any event is named `name`. The scan stops at the first match, so a name that occurs
+/// costs a file or two instead of the whole table.
+async fn event_name_occurs(ctx: &SessionContext, name: &str) -> Result<bool> {
+    let events = ctx.table("events").await.map_err(|error| {
+        Error::InvalidArgument(format!(
+            "cannot read the events table ({error}); import events first"
+        ))
+    })?;
+    let first = events
+        .filter(datafusion::prelude::col("event_name").eq(datafusion::prelude::lit(name)))?
+        .select_columns(&["event_name"])?
+        .limit(0, Some(1))?
+        .collect()
+        .await?;
+    Ok(first.iter().any(|batch| batch.num_rows() > 0))
 }
 
 /// Registers `goal_events` without checking that the event names occur, because that check
