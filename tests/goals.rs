@@ -260,7 +260,7 @@ async fn event_order_does_not_change_predictions() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn all_users_matches_the_same_query_as_a_segment_file() {
+async fn all_users_matches_segment_file() {
     // `all_users` reads the target's features without evaluating a segment or joining a
     // population; a segment file with the same query goes through the join. Both must agree.
     let wh = TempWarehouse::new();

@@ -118,9 +118,9 @@ pub async fn sampled_context(ctx: &SessionContext, share: f64) -> Result<Session
     Ok(sampled)
 }
 
-/// Copies the rows of `stream` into batches of their own. Each scanned file yields a few sampled
-/// rows whose arrays can share buffers with the file's whole decoded batch; keeping those would
-/// keep every decoded file (1.3 GiB at 10M users).
+/// Copies the rows of `stream` into batches of their own. The few sampled rows of a scanned file
+/// can share buffers with the file's whole decoded batch, and at 10M users keeping them kept
+/// about 1.3 GiB of decoded files in memory.
 async fn copy_rows(
     schema: SchemaRef,
     mut stream: SendableRecordBatchStream,
