@@ -7,8 +7,8 @@
 --
 -- Columns: users, the HyperLogLog estimate of the number of distinct user ids (0.2% above the
 -- exact count on 7.2M users, 1.1% below on 723k). Goal creation only needs it to size the
--- training sample. It
--- costs one scan of the user ids, while the exact count also builds a hash table of every user.
+-- training sample. It costs one scan of the user ids, while the exact count also builds a hash
+-- table of every user.
 
 select approx_distinct(user_id) as users
 from events
