@@ -200,6 +200,39 @@ async fn sampled_training_keeps_accuracy() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn large_sample_reads_full_tables() {
+    // A limit of 100k rows keeps about 0.71 of CDNOW's users: above the share that is copied
+    // into memory, so each window reads the full tables and keeps the sampled users.
+    let wh = cdnow_copy();
+    let goal = cdnow_goal();
+    let full = run_predict(&wh, &goal).await.unwrap();
+    let ctx = build_context(&wh.warehouse, &ContextOptions::default())
+        .await
+        .unwrap();
+    let options = PredictOptions {
+        max_training_rows: 100_000,
+        ..PredictOptions::default()
+    };
+    let sampled = predict::predict(&ctx, &catalog(), &goal, &options)
+        .await
+        .unwrap();
+    let share = sampled.quality.training_rows as f64 / full.quality.training_rows as f64;
+    assert!(
+        (0.66..0.76).contains(&share),
+        "sampled {share:.3} of the rows"
+    );
+    assert_eq!(sampled.target_users, full.target_users);
+    assert!(
+        (full.interval_low..=full.interval_high).contains(&sampled.predicted_count),
+        "sampled {:.0} vs full {:.0} [{:.0}, {:.0}]",
+        sampled.predicted_count,
+        full.predicted_count,
+        full.interval_low,
+        full.interval_high
+    );
+}
+
 fn small_config(users: u64) -> GeneratorConfig {
     GeneratorConfig {
         users,

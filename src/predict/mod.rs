@@ -303,7 +303,7 @@ struct Cutoff {
     /// Model inputs and outcomes of the sampled users.
     inputs: Vec<[f64; FEATURE_NAMES.len()]>,
     outcomes: Vec<bool>,
-    /// Days to the first goal event of every user who performed the events, sampled or not.
+    /// Days to the first goal event of each sampled user who performed the events.
     days_to_first: Vec<f64>,
 }
 
@@ -325,7 +325,7 @@ pub async fn predict(
     register_goal_events(ctx, goal).await?;
     let horizon = goal.horizon_micros()?;
     let horizon_days = horizon as f64 / MICROS_PER_DAY;
-    let first_event = first_event_micros(ctx).await?;
+    let (first_event, event_rows) = event_extent(ctx).await?;
     let cutoffs = plan_cutoffs(goal.start_micros, horizon, first_event, options)?;
     tracing::info!(
         cutoffs = cutoffs.len(),
@@ -345,11 +345,16 @@ pub async fn predict(
         Some(ctx.table_provider("population").await?)
     };
     let share = (options.max_training_rows as f64 / (target_size * cutoffs.len()) as f64).min(1.0);
-    let (training_ctx, sample) = if share < 1.0 {
+    let (training_ctx, sample) = if sample::worth_copying(share, event_rows) {
         let sampled = sample::sampled_context(ctx, share).await?;
         register_goal_events_unchecked(&sampled, goal).await?;
-        tracing::info!(share, "sampled users for training");
+        tracing::info!(share, "copied the sampled users for training");
         (sampled, Some(share))
+    } else if share < 1.0 {
+        // A copy would hold too many events, so each window reads the full tables and keeps
+        // the sampled users.
+        tracing::info!(share, "sampled users for training");
+        (ctx.clone(), Some(share))
     } else {
         (ctx.clone(), None)
     };
@@ -580,9 +585,11 @@ pub async fn distinct_event_names(ctx: &SessionContext) -> Result<Vec<String>> {
     Ok(names)
 }
 
-async fn first_event_micros(ctx: &SessionContext) -> Result<i64> {
+/// Returns the time of the first event and the number of events. Both come from the files'
+/// statistics, without a scan.
+async fn event_extent(ctx: &SessionContext) -> Result<(i64, usize)> {
     let batches = ctx
-        .sql("SELECT min(event_time) FROM events")
+        .sql("SELECT min(event_time), count(*) FROM events")
         .await?
         .collect()
         .await?;
@@ -597,7 +604,9 @@ async fn first_event_micros(ctx: &SessionContext) -> Result<i64> {
             "the events table is empty; import events first".into(),
         ));
     }
-    Ok(column.value(0))
+    let rows = arrow::compute::cast(batches[0].column(1), &arrow::datatypes::DataType::UInt64)?;
+    let rows = arrow::array::AsArray::as_primitive::<arrow::datatypes::UInt64Type>(&rows).value(0);
+    Ok((column.value(0), rows as usize))
 }
 
 /// Returns the training cutoffs, most recent first.

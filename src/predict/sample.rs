@@ -67,6 +67,23 @@ pub fn sample_key_udf() -> ScalarUDF {
     )
 }
 
+/// The largest share of users whose rows [`sampled_context`] copies into memory. Above it the
+/// copy saves little, because each window would scan most of the events anyway.
+const MAX_COPIED_SHARE: f64 = 0.5;
+
+/// The most events, estimated as the share times the events table's rows, that
+/// [`sampled_context`] copies: about 1 GiB in memory. A small segment on a large warehouse
+/// gets a large share of every user's events, and copying those would hold a large part of the
+/// warehouse in memory.
+const MAX_COPIED_EVENTS: f64 = 10_000_000.0;
+
+/// Whether training on a sample of `share` of the users should copy their rows into memory
+/// ([`sampled_context`]) rather than read the full tables in each window. `event_rows` is the
+/// number of rows of the events table.
+pub fn worth_copying(share: f64, event_rows: usize) -> bool {
+    share <= MAX_COPIED_SHARE && share * event_rows as f64 <= MAX_COPIED_EVENTS
+}
+
 /// Tables copied to the sample: the ones segments and features read user rows from.
 const SAMPLED_TABLES: [&str; 2] = ["events", "profiles"];
 
