@@ -72,9 +72,9 @@ pub fn sample_key_udf() -> ScalarUDF {
 const MAX_COPIED_SHARE: f64 = 0.5;
 
 /// The most events, estimated as the share times the events table's rows, that
-/// [`sampled_context`] copies: about 1 GiB in memory. A small segment on a large warehouse
-/// gets a large share of every user's events, and copying those would hold a large part of the
-/// warehouse in memory.
+/// [`sampled_context`] copies, roughly 1 GiB at an estimated 100 bytes per event. A small
+/// segment on a large warehouse gets a large share of every user's events, and copying those
+/// would hold a large part of the warehouse in memory.
 const MAX_COPIED_EVENTS: f64 = 10_000_000.0;
 
 /// Whether training on a sample of `share` of the users should copy their rows into memory
