@@ -97,7 +97,7 @@ impl SegmentCatalog {
 }
 
 impl Segment {
-    /// Whether this is the built-in `all_users`: every user with an event before the time.
+    /// Returns whether this is the built-in `all_users`, every user with an event before the time.
     pub fn is_all_users(&self) -> bool {
         self.path.is_none() && self.name == ALL_USERS
     }

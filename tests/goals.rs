@@ -137,23 +137,44 @@ async fn cdnow_prediction_meets_targets() {
     assert!(rates[1] > rates[2], "{rates:?}");
 }
 
+/// Predicts `goal` with all users and with a limit of `max_training_rows`, in that order.
+async fn full_and_sampled(
+    wh: &TempWarehouse,
+    goal: &GoalDefinition,
+    max_training_rows: usize,
+) -> (Prediction, Prediction) {
+    let full = run_predict(wh, goal).await.unwrap();
+    let ctx = build_context(&wh.warehouse, &ContextOptions::default())
+        .await
+        .unwrap();
+    let options = PredictOptions {
+        max_training_rows,
+        ..PredictOptions::default()
+    };
+    let sampled = predict::predict(&ctx, &catalog(), goal, &options)
+        .await
+        .unwrap();
+    (full, sampled)
+}
+
+fn assert_inside_interval(sampled: &Prediction, full: &Prediction) {
+    assert!(
+        (full.interval_low..=full.interval_high).contains(&sampled.predicted_count),
+        "sampled {:.0} vs full {:.0} [{:.0}, {:.0}]",
+        sampled.predicted_count,
+        full.predicted_count,
+        full.interval_low,
+        full.interval_high
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sampled_training_keeps_accuracy() {
     // A limit of 50k training rows trains on about a third of CDNOW's users, chosen by
     // `sample_key`, and must predict about as well as all of them.
     let wh = cdnow_copy();
     let goal = cdnow_goal();
-    let full = run_predict(&wh, &goal).await.unwrap();
-    let ctx = build_context(&wh.warehouse, &ContextOptions::default())
-        .await
-        .unwrap();
-    let options = PredictOptions {
-        max_training_rows: 50_000,
-        ..PredictOptions::default()
-    };
-    let sampled = predict::predict(&ctx, &catalog(), &goal, &options)
-        .await
-        .unwrap();
+    let (full, sampled) = full_and_sampled(&wh, &goal, 50_000).await;
     // The share is 50k over the target group times the windows (23,570 x 6), about 0.35. The
     // older windows contain fewer users, so fewer than 50k rows remain.
     let share = sampled.quality.training_rows as f64 / full.quality.training_rows as f64;
@@ -164,14 +185,7 @@ async fn sampled_training_keeps_accuracy() {
     assert_eq!(sampled.target_users, full.target_users);
     // A third of 23,570 users moves the count by a few percent, so the check is that it stays
     // inside the full model's 90% interval.
-    assert!(
-        (full.interval_low..=full.interval_high).contains(&sampled.predicted_count),
-        "sampled {:.0} vs full {:.0} [{:.0}, {:.0}]",
-        sampled.predicted_count,
-        full.predicted_count,
-        full.interval_low,
-        full.interval_high
-    );
+    assert_inside_interval(&sampled, &full);
     let actual = achievers(&wh, &goal).await;
     let probabilities: Vec<f64> = sampled.users.iter().map(|u| u.probability).collect();
     let outcomes: Vec<bool> = sampled
@@ -206,31 +220,14 @@ async fn large_sample_reads_full_tables() {
     // into memory, so each window reads the full tables and keeps the sampled users.
     let wh = cdnow_copy();
     let goal = cdnow_goal();
-    let full = run_predict(&wh, &goal).await.unwrap();
-    let ctx = build_context(&wh.warehouse, &ContextOptions::default())
-        .await
-        .unwrap();
-    let options = PredictOptions {
-        max_training_rows: 100_000,
-        ..PredictOptions::default()
-    };
-    let sampled = predict::predict(&ctx, &catalog(), &goal, &options)
-        .await
-        .unwrap();
+    let (full, sampled) = full_and_sampled(&wh, &goal, 100_000).await;
     let share = sampled.quality.training_rows as f64 / full.quality.training_rows as f64;
     assert!(
         (0.66..0.76).contains(&share),
         "sampled {share:.3} of the rows"
     );
     assert_eq!(sampled.target_users, full.target_users);
-    assert!(
-        (full.interval_low..=full.interval_high).contains(&sampled.predicted_count),
-        "sampled {:.0} vs full {:.0} [{:.0}, {:.0}]",
-        sampled.predicted_count,
-        full.predicted_count,
-        full.interval_low,
-        full.interval_high
-    );
+    assert_inside_interval(&sampled, &full);
 }
 
 fn small_config(users: u64) -> GeneratorConfig {
@@ -298,6 +295,7 @@ async fn all_users_matches_segment_file() {
     // population; a segment file with the same query goes through the join. Both must agree.
     let wh = TempWarehouse::new();
     generate(&wh.warehouse, &small_config(3_000)).await.unwrap();
+
     let folder = tempfile::tempdir().unwrap();
     std::fs::copy(
         concat!(env!("CARGO_MANIFEST_DIR"), "/sql/segments/all_users.sql"),
@@ -307,6 +305,7 @@ async fn all_users_matches_segment_file() {
     let ctx = build_context(&wh.warehouse, &ContextOptions::default())
         .await
         .unwrap();
+
     let options = PredictOptions::default();
     let built_in = predict::predict(&ctx, &catalog(), &generated_goal("built-in"), &options)
         .await
@@ -323,6 +322,7 @@ async fn all_users_matches_segment_file() {
     )
     .await
     .unwrap();
+
     let rows = |prediction: &Prediction| -> Vec<(String, f64, &'static str)> {
         prediction
             .users

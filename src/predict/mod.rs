@@ -500,8 +500,8 @@ pub(crate) async fn register_goal_events(
     register_goal_events_unchecked(ctx, goal).await
 }
 
-/// Whether any event is named `name`. The scan stops at the first match, so a name that occurs
-/// costs a file or two instead of the whole table.
+/// Returns whether any event is named `name`. The scan stops at the first match, so a name that
+/// occurs costs a file or two instead of the whole table.
 async fn event_name_occurs(ctx: &SessionContext, name: &str) -> Result<bool> {
     let events = ctx.table("events").await.map_err(|error| {
         Error::InvalidArgument(format!(

@@ -71,8 +71,8 @@ pub fn sample_key_udf() -> ScalarUDF {
 /// copy saves little, because each window would scan most of the events anyway.
 const MAX_COPIED_SHARE: f64 = 0.5;
 
-/// The most events, estimated as the share times the events table's rows, that
-/// [`sampled_context`] copies, roughly 1 GiB at an estimated 100 bytes per event. A small
+/// The maximum number of events, estimated as the share times the events table's rows, that
+/// [`sampled_context`] copies: roughly 1 GiB at an estimated 100 bytes per event. A small
 /// segment on a large warehouse gets a large share of every user's events, and copying those
 /// would hold a large part of the warehouse in memory.
 const MAX_COPIED_EVENTS: f64 = 10_000_000.0;
