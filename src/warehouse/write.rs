@@ -102,9 +102,9 @@ impl TableWrite {
             .await
     }
 
-    /// Stages `batches` like [`TableWrite::put_batches`] unless the committed file at the same
-    /// path already contains exactly these bytes. Returns whether it staged the file, so that a
-    /// rerun that computes the same rows rewrites nothing.
+    /// Stages `batches` like [`TableWrite::put_batches`] unless the partition of `relative`
+    /// already contains one committed file with exactly these bytes. Returns whether it staged the
+    /// file, so that a rerun that computes the same rows rewrites nothing.
     pub async fn put_batches_if_changed(
         &self,
         relative: &str,
@@ -112,15 +112,25 @@ impl TableWrite {
         batches: &[RecordBatch],
     ) -> Result<bool> {
         let bytes = encode_parquet(schema, batches, 3)?;
-        let committed = self.warehouse.path(&format!("{}/{relative}", self.table));
-        match self.warehouse.store().get(&committed).await {
-            Ok(result) => {
-                if result.bytes().await? == bytes.as_slice() {
-                    return Ok(false);
-                }
+        let partition = partition_of(relative);
+        let committed: Vec<DataFile> = match self.warehouse.manifest(&self.table).await? {
+            Some(manifest) => manifest
+                .files
+                .into_iter()
+                .filter(|file| file.partition == partition)
+                .collect(),
+            None => Vec::new(),
+        };
+        if let [file] = committed.as_slice()
+            && file.bytes == bytes.len() as u64
+        {
+            let path = self
+                .warehouse
+                .path(&format!("{}/{}", self.table, file.path));
+            let stored = self.warehouse.store().get(&path).await?.bytes().await?;
+            if stored == bytes.as_slice() {
+                return Ok(false);
             }
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(error) => return Err(error.into()),
         }
         self.put_bytes(relative, bytes).await?;
         Ok(true)
@@ -187,6 +197,7 @@ impl TableWrite {
             if !inner.ends_with(".parquet") {
                 continue;
             }
+            let inner = committed_name(&inner, &self.write_id);
             let metadata =
                 super::read_parquet_metadata(store.as_ref(), &object.location, object.size).await?;
             let rows = metadata.file_metadata().num_rows() as u64;
@@ -309,6 +320,26 @@ pub fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch], level: i32) ->
         writer.write(batch)?;
     }
     Ok(writer.into_inner()?)
+}
+
+/// Returns the name a staged file gets in the table: its staged name with the write id added
+/// before `.parquet`, unless the name contains the id already.
+///
+/// No write reuses the name of a committed file, so a reader that listed a table before a
+/// commit either finds the bytes it expects or finds no file, never another file's bytes.
+fn committed_name(staged: &str, write_id: &str) -> String {
+    let (folder, name) = match staged.rsplit_once('/') {
+        Some((folder, name)) => (Some(folder), name),
+        None => (None, staged),
+    };
+    if name.contains(write_id) {
+        return staged.to_string();
+    }
+    let stem = name.strip_suffix(".parquet").unwrap_or(name);
+    match folder {
+        Some(folder) => format!("{folder}/{stem}-{write_id}.parquet"),
+        None => format!("{stem}-{write_id}.parquet"),
+    }
 }
 
 /// Returns whether the write `write_id` (which starts with its UTC start time) began before
