@@ -87,4 +87,25 @@ impl Error {
             message: message.into(),
         }
     }
+
+    /// Returns the path of the warehouse file whose absence caused this error, if a file that
+    /// a query had planned to read was missing.
+    ///
+    /// A commit deletes the files it supersedes, and a query that started before the commit
+    /// may still plan to read them. Such a query succeeds when run again.
+    pub fn missing_file(&self) -> Option<String> {
+        if let Error::ObjectStore(object_store::Error::NotFound { path, .. }) = self {
+            return Some(path.clone());
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(error) = cause {
+            if let Some(object_store::Error::NotFound { path, .. }) =
+                error.downcast_ref::<object_store::Error>()
+            {
+                return Some(path.clone());
+            }
+            cause = error.source();
+        }
+        None
+    }
 }

@@ -31,6 +31,13 @@ fn main() -> ExitCode {
                 eprintln!("  caused by: {cause}");
                 source = cause.source();
             }
+            if let Some(file) = error.missing_file() {
+                eprintln!(
+                    "  hint: {file} was missing. If another goalcast command committed to the \
+                     warehouse meanwhile, run this command again; if not, the file was deleted \
+                     outside goalcast: restore it, or write its table again"
+                );
+            }
             ExitCode::FAILURE
         }
     }

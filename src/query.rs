@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -71,12 +72,83 @@ fn statement_kind(plan: &LogicalPlan) -> &'static str {
     }
 }
 
-/// Runs `dataframe` and writes its rows in `format` to `output`, or to standard output.
+/// How many times a query runs at most when commits keep deleting the files it planned to read.
+const ATTEMPTS: u32 = 3;
+
+/// A read-only query that has produced its first batch.
+pub struct StartedQuery {
+    schema: SchemaRef,
+    first: Option<RecordBatch>,
+    rest: SendableRecordBatchStream,
+}
+
+impl StartedQuery {
+    /// Runs `dataframe` up to its first batch.
+    pub async fn start(dataframe: DataFrame) -> Result<Self> {
+        let schema: SchemaRef = dataframe.schema().inner().clone();
+        let mut rest = dataframe.execute_stream().await?;
+        let first = rest.next().await.transpose()?;
+        Ok(StartedQuery {
+            schema,
+            first,
+            rest,
+        })
+    }
+}
+
+/// Plans `sql` read-only and runs it up to its first batch.
+///
+/// A commit that lands while the query opens its files can delete a file the query had planned
+/// to read. The query is then planned again on the tables' new manifests, up to [`ATTEMPTS`]
+/// times in all. Past the first batch, rows may already be printed, so an error is returned as
+/// is.
+pub async fn start_read_only(
+    ctx: &SessionContext,
+    warehouse: &Warehouse,
+    sql: &str,
+) -> Result<StartedQuery> {
+    let mut attempt = 1;
+    loop {
+        let started = match plan_read_only(ctx, sql).await {
+            Ok(dataframe) => StartedQuery::start(dataframe).await,
+            Err(error) => Err(error),
+        };
+        match started {
+            Err(error) if attempt < ATTEMPTS && error.missing_file().is_some() => {
+                tracing::info!(
+                    file = error.missing_file(),
+                    "a commit replaced a file the query was reading; running it again"
+                );
+                crate::context::refresh_tables(ctx, warehouse).await?;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs `sql` read-only and returns all its rows, retrying like [`start_read_only`].
+pub async fn collect_read_only(
+    ctx: &SessionContext,
+    warehouse: &Warehouse,
+    sql: &str,
+) -> Result<Vec<RecordBatch>> {
+    let StartedQuery {
+        first, mut rest, ..
+    } = start_read_only(ctx, warehouse, sql).await?;
+    let mut batches: Vec<RecordBatch> = first.into_iter().collect();
+    while let Some(batch) = rest.next().await {
+        batches.push(batch?);
+    }
+    Ok(batches)
+}
+
+/// Writes the rows of `query` in `format` to `output`, or to standard output.
 ///
 /// A file output is written to a temporary name beside it and renamed when complete. Returns the
 /// number of rows written.
 pub async fn write_results(
-    dataframe: DataFrame,
+    query: StartedQuery,
     format: OutputFormat,
     output: Option<&Path>,
 ) -> Result<u64> {
@@ -85,8 +157,12 @@ pub async fn write_results(
             "--format parquet needs --output FILE".to_string(),
         ));
     }
-    let schema: SchemaRef = dataframe.schema().inner().clone();
-    let mut stream = dataframe.execute_stream().await?;
+    let StartedQuery {
+        schema,
+        first,
+        rest,
+    } = query;
+    let mut stream = futures::stream::iter(first.map(Ok)).chain(rest);
     match output {
         Some(path) => {
             let temporary = temporary_sibling(path);

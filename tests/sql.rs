@@ -130,3 +130,43 @@ fn shell_runs_statements_from_input() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stderr.contains("goalcast sql is read-only"), "{stderr}");
 }
+
+#[test]
+fn shell_reads_commits_made_while_open() {
+    use std::io::{BufRead, BufReader, Write};
+    let wh = warehouse_with_events();
+    let mut child = common::goalcast_command(&["sql", "--warehouse", wh.root().to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut count_events = || {
+        stdin
+            .write_all(b"SELECT count(*) AS n FROM events;\n")
+            .unwrap();
+        stdin.flush().unwrap();
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(stdout.read_line(&mut line).unwrap() > 0, "{lines:?}");
+            if line.trim() == "1 row" {
+                return lines;
+            }
+            lines.push(line.trim().to_string());
+        }
+    };
+    assert!(count_events().contains(&"| 2 |".to_string()));
+
+    let path = wh.file(
+        "more.csv",
+        "user_id,event_name,event_time,amount\nu3,Charged,2024-01-03T10:00:00Z,7\n",
+    );
+    success(&wh.run(&["import", "events", path.to_str().unwrap()]));
+    let after = count_events();
+    assert!(after.contains(&"| 3 |".to_string()), "{after:?}");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+}

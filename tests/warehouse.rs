@@ -344,3 +344,80 @@ fn s3_warehouse_round_trip() {
         .unwrap();
     assert!(success(&output).contains("events: 69,404 rows in 546 files"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_read_one_commit() {
+    let wh = TempWarehouse::new();
+    write_numbers(&wh.warehouse, "numbers", vec![1, 2])
+        .await
+        .commit(Replace::All)
+        .await
+        .unwrap();
+    let first = wh
+        .warehouse
+        .require_manifest("numbers")
+        .await
+        .unwrap()
+        .files[0]
+        .path
+        .clone();
+    let before = goalcast::context::build_context(&wh.warehouse, &Default::default())
+        .await
+        .unwrap();
+
+    // Halfway through applying a commit, the folder contains the superseded file and the new one.
+    let write = write_numbers(&wh.warehouse, "numbers", vec![5]).await;
+    let write_id = write.write_id().to_string();
+    let manifest = write.commit_point_only(Replace::All).await.unwrap();
+    let pending = manifest.pending.clone().unwrap();
+    let (from, to) = &pending.moves[0];
+    assert!(to.contains(&write_id), "{to} names its write");
+    assert!(
+        !pending.deletes.contains(to),
+        "a new file reuses no committed name"
+    );
+    std::fs::rename(wh.root().join(from), wh.root().join("numbers").join(to)).unwrap();
+    let data_files = std::fs::read_dir(wh.root().join("numbers"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().path().extension().unwrap() == "parquet")
+        .count();
+    assert_eq!(data_files, 2);
+    assert_eq!(wh.rows("SELECT n FROM numbers ORDER BY n").await, vec!["5"]);
+
+    // A session opened before the commit reads the rows it started with until the superseded
+    // file is deleted.
+    assert_eq!(sum(&before).await.unwrap(), 3);
+    wh.warehouse.recover().await.unwrap();
+    let error = goalcast::error::Error::from(sum(&before).await.unwrap_err());
+    let missing = error
+        .missing_file()
+        .expect("the error names the deleted file");
+    assert!(missing.ends_with(&format!("numbers/{first}")), "{missing}");
+
+    // Read-only queries plan again on the new manifest when a commit deleted their files.
+    let batches =
+        goalcast::query::collect_read_only(&before, &wh.warehouse, "SELECT sum(n) FROM numbers")
+            .await
+            .unwrap();
+    let total = batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0);
+    assert_eq!(total, 5);
+}
+
+async fn sum(ctx: &datafusion::prelude::SessionContext) -> datafusion::error::Result<i64> {
+    let batches = ctx
+        .sql("SELECT sum(n) FROM numbers")
+        .await?
+        .collect()
+        .await?;
+    Ok(batches[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .value(0))
+}

@@ -152,11 +152,11 @@ pub async fn run(cli: Cli) -> Result<()> {
             let format: OutputFormat = args.format.parse()?;
             match args.query {
                 Some(sql) => {
-                    let dataframe = query::plan_read_only(&ctx, &sql).await?;
-                    query::write_results(dataframe, format, args.output.as_deref()).await?;
+                    let started = query::start_read_only(&ctx, &warehouse, &sql).await?;
+                    query::write_results(started, format, args.output.as_deref()).await?;
                     Ok(())
                 }
-                None => shell::run(&ctx, format).await,
+                None => shell::run(&ctx, &warehouse, format).await,
             }
         }
         Command::Report { goal_id, out } => {

@@ -6,9 +6,10 @@ use rustyline::error::ReadlineError;
 
 use crate::error::{Error, Result};
 use crate::query::{self, OutputFormat};
+use crate::warehouse::Warehouse;
 
 /// Reads statements ending in `;` and prints their results until `\q`, `exit` or end of input.
-pub async fn run(ctx: &SessionContext, format: OutputFormat) -> Result<()> {
+pub async fn run(ctx: &SessionContext, warehouse: &Warehouse, format: OutputFormat) -> Result<()> {
     if format == OutputFormat::Parquet {
         return Err(Error::InvalidArgument(
             "the interactive shell prints results; use table, csv or json".into(),
@@ -47,7 +48,7 @@ pub async fn run(ctx: &SessionContext, format: OutputFormat) -> Result<()> {
                 "\\q" | "exit" | "quit" => break,
                 "\\d" => {
                     let _ = editor.add_history_entry(trimmed);
-                    run_statement(ctx, "SHOW TABLES", format).await;
+                    run_statement(ctx, warehouse, "SHOW TABLES", format).await;
                     continue;
                 }
                 _ => {}
@@ -59,7 +60,7 @@ pub async fn run(ctx: &SessionContext, format: OutputFormat) -> Result<()> {
             let _ = editor.add_history_entry(statement.trim());
             let sql = statement.trim().trim_end_matches(';').to_string();
             statement.clear();
-            run_statement(ctx, &sql, format).await;
+            run_statement(ctx, warehouse, &sql, format).await;
         }
     }
     if let Some(history) = &history {
@@ -68,10 +69,18 @@ pub async fn run(ctx: &SessionContext, format: OutputFormat) -> Result<()> {
     Ok(())
 }
 
-async fn run_statement(ctx: &SessionContext, sql: &str, format: OutputFormat) {
+/// Runs one statement on the tables as last committed, so that a shell left open across a
+/// nightly run shows its results.
+async fn run_statement(
+    ctx: &SessionContext,
+    warehouse: &Warehouse,
+    sql: &str,
+    format: OutputFormat,
+) {
     let result = async {
-        let dataframe = query::plan_read_only(ctx, sql).await?;
-        query::write_results(dataframe, format, None).await
+        crate::context::refresh_tables(ctx, warehouse).await?;
+        let started = query::start_read_only(ctx, warehouse, sql).await?;
+        query::write_results(started, format, None).await
     }
     .await;
     if let Err(error) = result {

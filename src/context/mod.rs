@@ -11,12 +11,15 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::error::{Error, Result};
 use crate::warehouse::{Manifest, PartitionType, Warehouse};
+
+mod snapshot;
 
 /// The default DataFusion memory pool size: 4 GiB. Operators that need more spill to disk.
 pub const DEFAULT_MEMORY_LIMIT_BYTES: usize = 4 << 30;
@@ -45,17 +48,27 @@ pub async fn build_context(
     options: &ContextOptions,
 ) -> Result<SessionContext> {
     let ctx = empty_context(warehouse, options)?;
+    refresh_tables(&ctx, warehouse).await?;
+    Ok(ctx)
+}
+
+/// Registers every table of `warehouse` in `ctx` again, from its current manifest, so that
+/// later queries see the commits made since the tables were registered.
+pub async fn refresh_tables(ctx: &SessionContext, warehouse: &Warehouse) -> Result<()> {
     for table in warehouse.table_names().await? {
         let manifest = warehouse.require_manifest(&table).await?;
-        register_table(&ctx, warehouse, &manifest).await?;
+        register_table(ctx, warehouse, &manifest).await?;
     }
-    Ok(ctx)
+    Ok(())
 }
 
 /// Builds a session over `warehouse` with no tables registered.
 pub fn empty_context(warehouse: &Warehouse, options: &ContextOptions) -> Result<SessionContext> {
+    let caches = CacheManagerConfig::default()
+        .with_list_files_cache(Some(Arc::new(snapshot::Snapshots::default())));
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(options.memory_limit_bytes)))
+        .with_cache_manager(caches)
         .build_arc()?;
     let mut config = SessionConfig::new()
         .with_information_schema(true)
@@ -79,6 +92,9 @@ pub fn empty_context(warehouse: &Warehouse, options: &ContextOptions) -> Result<
 
 /// Registers the committed files of `manifest` as a table named after it.
 ///
+/// Queries of the table read exactly those files, so a commit that lands meanwhile does not
+/// change what they see.
+///
 /// A table without files is skipped, because its schema cannot be read from one.
 pub async fn register_table(
     ctx: &SessionContext,
@@ -87,6 +103,7 @@ pub async fn register_table(
 ) -> Result<()> {
     let Some(schema) = file_schema(warehouse, manifest).await? else {
         tracing::debug!(table = manifest.table, "skipping a table with no files");
+        ctx.deregister_table(manifest.table.as_str())?;
         return Ok(());
     };
     let partition_columns = manifest
@@ -104,12 +121,22 @@ pub async fn register_table(
     let listing_options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(partition_columns);
-    let url = ListingTableUrl::parse(warehouse.table_url(&manifest.table))?;
+    let url = ListingTableUrl::parse(warehouse.table_url(&manifest.table))?
+        .with_table_ref(manifest.table.as_str().into());
     let config = ListingTableConfig::new(url)
         .with_listing_options(listing_options)
         .with_schema(schema);
     let table = ListingTable::try_new(config)?;
     ctx.deregister_table(manifest.table.as_str())?;
+    // The table reads the files its manifest lists, never a listing of its folder, whose
+    // contents change while a commit is applied.
+    let listings = ctx
+        .runtime_env()
+        .cache_manager
+        .get_list_files_cache()
+        .expect("every context has the snapshot listing cache");
+    let (key, files) = snapshot::listing(warehouse, manifest);
+    listings.put(&key, files);
     ctx.register_table(manifest.table.as_str(), Arc::new(table))?;
     Ok(())
 }

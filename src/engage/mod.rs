@@ -514,7 +514,8 @@ async fn export_test_audience(
              ORDER BY c.user_id"
         ))
         .await?;
-    let users = query::write_results(dataframe, format, Some(path)).await?;
+    let started = query::StartedQuery::start(dataframe).await?;
+    let users = query::write_results(started, format, Some(path)).await?;
     Ok(AudienceExport {
         path: path.display().to_string(),
         format: if format == OutputFormat::Parquet {

@@ -61,7 +61,9 @@ impl TempWarehouse {
         let ctx = build_context(&self.warehouse, &ContextOptions::default())
             .await
             .unwrap();
-        ctx.sql(sql).await.unwrap().collect().await.unwrap()
+        goalcast::query::collect_read_only(&ctx, &self.warehouse, sql)
+            .await
+            .unwrap()
     }
 
     /// Runs a query that returns one BIGINT and returns it.
