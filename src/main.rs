@@ -8,6 +8,13 @@ use goalcast::cli::{Cli, Command, run};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`goalcast sql ... | head`) would
+    // panic. The default action ends the process quietly, as other command-line tools do.
+    #[cfg(unix)]
+    // SAFETY: called before any other thread starts; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     // The scheduler is a long-running service, so it logs its starts, stops and runs by default.
     let service = matches!(cli.command, Command::Schedule(_));

@@ -170,3 +170,22 @@ fn shell_reads_commits_made_while_open() {
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let wh = warehouse_with_events();
+    let script = format!(
+        "{} --warehouse {} sql --format csv 'SELECT value FROM generate_series(1, 1000000)' \
+         | head -n 1",
+        env!("CARGO_BIN_EXE_goalcast"),
+        wh.root().to_str().unwrap()
+    );
+    let output = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stdout, "value\n");
+    assert_eq!(stderr, "");
+}
