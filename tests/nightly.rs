@@ -551,3 +551,27 @@ fn run_command_prints_json_and_rejects_bad_days() {
     let error = failure(&wh.run(&["run", "--from", "1997-10-01", "--to", &tomorrow]));
     assert!(error.contains("has not ended yet"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_events_read_counts_the_same() {
+    let shared = goal_warehouse();
+    let separate = goal_warehouse();
+    let mut options = RunOptions::default();
+    replay(&shared, "1997-09-30", "1997-10-20").await;
+    options.max_shared_events = 0;
+    nightly::run_range(
+        &separate.warehouse,
+        day("1997-09-30"),
+        day("1997-10-20"),
+        &options,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let query = "SELECT * FROM goal_daily ORDER BY goal_id, day, bucket, arm";
+    let rows = shared.rows(query).await;
+    // Goal 2 starts a day before goal 1, so it counts 22 days to goal 1's 21. Each day has a
+    // row for all users and one per bucket.
+    assert_eq!(rows.len(), (21 + 22) * 4);
+    assert_eq!(rows, separate.rows(query).await);
+}

@@ -12,6 +12,7 @@
 //! records the failure. Runs hold the warehouse's [`RunLock`].
 
 pub mod records;
+mod window;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::models::{self, SqlModel, timestamp_parameter};
 use crate::predict::{self, BUCKETS, Direction, format_micros, local_midnight_micros};
 use crate::warehouse::{Replace, RunLock, TableWrite, Transaction, Warehouse};
 use records::{ALL_ARMS, ALL_BUCKETS, CONTROL, DailyRecord, JobRunRecord, ResultRecord, TEST};
+use window::GoalSpan;
 
 pub const GOAL_DAILY: &str = "goal_daily";
 pub const GOAL_RESULTS: &str = "goal_results";
@@ -39,6 +41,11 @@ pub const JOB_RUNS: &str = "job_runs";
 
 /// Name under which `goalcast run` and the default schedule record their runs.
 pub const NIGHTLY_JOB: &str = "nightly";
+
+/// The default [`RunOptions::max_shared_events`]. The copy keeps only the goals' event names,
+/// so it contains at most this many events: roughly 2 GiB at an estimated 100 bytes per event, and
+/// usually a fraction of that.
+pub const DEFAULT_MAX_SHARED_EVENTS: u64 = 20_000_000;
 
 /// Days restated by every run, so that events arriving late are counted.
 pub const DEFAULT_RESTATE_DAYS: u32 = 3;
@@ -67,6 +74,9 @@ pub struct RunOptions {
     /// Number of most recent days each run rewrites.
     pub restate_days: u32,
     pub context: ContextOptions,
+    /// The maximum number of events, counted over the days the run's goals span, that a run reads once
+    /// into memory for all of its goals. Above it, each goal scans those days on its own.
+    pub max_shared_events: u64,
     /// Fails the run after the named step of [`STEPS`], for tests of atomicity.
     #[doc(hidden)]
     pub fail_after: Option<String>,
@@ -78,6 +88,7 @@ impl Default for RunOptions {
             job: NIGHTLY_JOB.into(),
             restate_days: DEFAULT_RESTATE_DAYS,
             context: ContextOptions::default(),
+            max_shared_events: DEFAULT_MAX_SHARED_EVENTS,
             fail_after: None,
         }
     }
@@ -315,29 +326,22 @@ async fn stage_run(
     let mut updates = Vec::new();
     let mut rows_written = 0u64;
 
-    for goal in all_goals.iter_mut().filter(|goal| goal.status == "active") {
-        let definition = goal.definition()?;
-        let zone = definition.zone()?;
-        let goal_day = match day {
-            RunDay::Day(day) => day,
-            RunDay::Yesterday => Utc::now()
-                .with_timezone(&zone)
-                .date_naive()
-                .pred_opt()
-                .expect("in range"),
-        };
-        let start_day = local_day(definition.start_micros, zone);
-        // Only days that have ended in the goal's zone are counted, so a run for today or a
-        // later day stops at yesterday and closes no goal early.
-        let now = Utc::now().timestamp_micros();
-        let mut last_day = goal_day.min(definition.end_date);
-        while local_midnight_micros(last_day.succ_opt().expect("in range"), zone)? > now {
-            last_day = last_day.pred_opt().expect("in range");
+    let mut spans = Vec::new();
+    for (index, goal) in all_goals.iter().enumerate() {
+        if goal.status == "active"
+            && let Some(span) = GoalSpan::of(goal, day)?
+        {
+            spans.push((index, span));
         }
-        if last_day < start_day {
-            continue;
-        }
-        let computed = compute_goal(&ctx, goal, &definition, zone, last_day, options).await?;
+    }
+    let shared: Vec<&GoalSpan> = spans.iter().map(|(_, span)| span).collect();
+    window::share_window_events(&ctx, warehouse, &shared, options.max_shared_events).await?;
+
+    for (index, span) in &spans {
+        let goal = &mut all_goals[*index];
+        let definition = &span.definition;
+        let last_day = span.last_day;
+        let computed = compute_goal(&ctx, goal, span, options).await?;
         let partition = format!("goal_id={}", goal.goal_id);
         let batch = to_batch(records::goal_daily_schema(), &computed.rows)?;
         let changed = daily_write
@@ -507,13 +511,17 @@ struct CurveDay {
 async fn compute_goal(
     ctx: &SessionContext,
     goal: &GoalRecord,
-    definition: &predict::GoalDefinition,
-    zone: Tz,
-    last_day: NaiveDate,
+    span: &GoalSpan,
     options: &RunOptions,
 ) -> Result<ComputedGoal> {
     let goal_id = goal.goal_id;
-    let start_day = local_day(definition.start_micros, zone);
+    let GoalSpan {
+        definition,
+        zone,
+        start_day,
+        last_day,
+    } = span;
+    let (zone, start_day, last_day) = (*zone, *start_day, *last_day);
     let stored: Vec<DailyRecord> = if ctx.table_exist(GOAL_DAILY)? {
         from_batches(
             &ctx.sql(&format!(
@@ -552,8 +560,7 @@ async fn compute_goal(
     )?;
 
     predict::register_goal_events_unchecked(ctx, definition).await?;
-    let through = local_midnight_micros(last_day.succ_opt().expect("in range"), zone)?
-        .min(definition.end_micros()?);
+    let through = span.through_micros()?;
     let zone_name = zone.name();
     if !zone_name
         .chars()

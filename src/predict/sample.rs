@@ -15,7 +15,7 @@ use datafusion::datasource::MemTable;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
-use datafusion::prelude::{Expr, SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, col, lit};
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
@@ -108,31 +108,36 @@ pub async fn sampled_context(ctx: &SessionContext, share: f64) -> Result<Session
         };
         let has_user_id = table.schema().field_with_name("user_id").is_ok();
         if SAMPLED_TABLES.contains(&name.as_str()) && has_user_id {
-            let schema = table.schema();
-            let streams = ctx
+            let rows = ctx
                 .table(name.as_str())
                 .await?
-                .filter(sample_key_expr().lt(lit(share)))?
-                .execute_stream_partitioned()
-                .await?;
-            // Spawned all at once, so the partitions are copied in parallel.
-            let copies: Vec<_> = streams
-                .into_iter()
-                .map(|stream| tokio::spawn(copy_rows(schema.clone(), stream)))
-                .collect();
-            let mut partitions = Vec::new();
-            for copy in copies {
-                partitions.push(copy.await.map_err(|error| {
-                    Error::InvalidArgument(format!("copying the training sample failed: {error}"))
-                })??);
-            }
-            let memory = MemTable::try_new(schema, partitions)?;
+                .filter(sample_key_expr().lt(lit(share)))?;
+            let memory = copy_to_memory(rows, "the training sample").await?;
             sampled.register_table(name.as_str(), Arc::new(memory))?;
         } else {
             sampled.register_table(name.as_str(), table)?;
         }
     }
     Ok(sampled)
+}
+
+/// Runs `rows` and copies its result into a table in memory, one partition per partition of
+/// the plan, copied in parallel. `description` names the copy in errors.
+pub(crate) async fn copy_to_memory(rows: DataFrame, description: &str) -> Result<MemTable> {
+    let schema: SchemaRef = rows.schema().inner().clone();
+    let streams = rows.execute_stream_partitioned().await?;
+    // Spawned all at once, so the partitions are copied in parallel.
+    let copies: Vec<_> = streams
+        .into_iter()
+        .map(|stream| tokio::spawn(copy_rows(schema.clone(), stream)))
+        .collect();
+    let mut partitions = Vec::new();
+    for copy in copies {
+        partitions.push(copy.await.map_err(|error| {
+            Error::InvalidArgument(format!("copying {description} failed: {error}"))
+        })??);
+    }
+    Ok(MemTable::try_new(schema, partitions)?)
 }
 
 /// Copies the rows of `stream` into batches of their own. The few sampled rows of a scanned file

@@ -227,7 +227,7 @@ async fn run_day(
                 job: job.name.clone(),
                 restate_days: restate_days.unwrap_or(nightly::DEFAULT_RESTATE_DAYS),
                 context: options.context.clone(),
-                fail_after: None,
+                ..RunOptions::default()
             };
             let timeout = Duration::from_secs(60 * job.timeout_minutes);
             let run = nightly::run(warehouse, RunDay::Day(day), &run_options);

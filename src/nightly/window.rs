@@ -1,0 +1,152 @@
+//! The days each goal of a run counts, and one shared read of the events those goals count.
+
+use std::sync::Arc;
+
+use chrono::{NaiveDate, Utc};
+use chrono_tz::Tz;
+use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::scalar::ScalarValue;
+
+use crate::error::Result;
+use crate::goals::records::GoalRecord;
+use crate::predict::{self, local_midnight_micros};
+use crate::warehouse::Warehouse;
+
+use super::{RunDay, local_day};
+
+/// The days of one goal that a run counts: from the goal's start through `last_day`.
+pub(super) struct GoalSpan {
+    pub definition: predict::GoalDefinition,
+    pub zone: Tz,
+    pub start_day: NaiveDate,
+    pub last_day: NaiveDate,
+}
+
+impl GoalSpan {
+    /// Returns the span of `goal` for a run of `day`, or `None` when no day of the goal has
+    /// ended by then.
+    pub fn of(goal: &GoalRecord, day: RunDay) -> Result<Option<Self>> {
+        let definition = goal.definition()?;
+        let zone = definition.zone()?;
+        let goal_day = match day {
+            RunDay::Day(day) => day,
+            RunDay::Yesterday => Utc::now()
+                .with_timezone(&zone)
+                .date_naive()
+                .pred_opt()
+                .expect("in range"),
+        };
+        let start_day = local_day(definition.start_micros, zone);
+        // Only days that have ended in the goal's zone are counted, so a run for today or a
+        // later day stops at yesterday and closes no goal early.
+        let now = Utc::now().timestamp_micros();
+        let mut last_day = goal_day.min(definition.end_date);
+        while local_midnight_micros(last_day.succ_opt().expect("in range"), zone)? > now {
+            last_day = last_day.pred_opt().expect("in range");
+        }
+        if last_day < start_day {
+            return Ok(None);
+        }
+        Ok(Some(GoalSpan {
+            definition,
+            zone,
+            start_day,
+            last_day,
+        }))
+    }
+
+    /// Returns the end of the counted days as UTC microseconds, exclusive.
+    pub fn through_micros(&self) -> Result<i64> {
+        let next_day = self.last_day.succ_opt().expect("in range");
+        Ok(local_midnight_micros(next_day, self.zone)?.min(self.definition.end_micros()?))
+    }
+}
+
+/// Replaces `events` in `ctx` with the events that the goals of `spans` count, read once into
+/// memory, when two goals or more share it and the days they span hold at most
+/// `max_events` events. Each goal then reads its own events from memory instead of scanning
+/// the same days of the events table again.
+pub(super) async fn share_window_events(
+    ctx: &SessionContext,
+    warehouse: &Warehouse,
+    spans: &[&GoalSpan],
+    max_events: u64,
+) -> Result<()> {
+    if spans.len() < 2 {
+        return Ok(());
+    }
+    let mut start = i64::MAX;
+    let mut through = i64::MIN;
+    let mut names: Vec<String> = Vec::new();
+    for span in spans {
+        start = start.min(span.definition.start_micros);
+        through = through.max(span.through_micros()?);
+        for name in &span.definition.event_names {
+            if !names.contains(name) {
+                names.push(name.clone());
+            }
+        }
+    }
+    let first_date = utc_date(start);
+    let last_date = utc_date(through);
+
+    let Some(manifest) = warehouse.manifest("events").await? else {
+        return Ok(());
+    };
+    // The files' row counts bound the copy: it keeps only the goals' event names.
+    let window_rows: u64 = manifest
+        .files
+        .iter()
+        .filter(|file| {
+            file.partition
+                .strip_prefix("event_date=")
+                .and_then(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+                .is_none_or(|date| date >= first_date && date <= last_date)
+        })
+        .map(|file| file.rows)
+        .sum();
+    if window_rows > max_events {
+        tracing::info!(
+            window_rows,
+            max_events,
+            "each goal reads its events from the events table"
+        );
+        return Ok(());
+    }
+
+    let timestamp = |micros| {
+        lit(ScalarValue::TimestampMicrosecond(
+            Some(micros),
+            Some("UTC".into()),
+        ))
+    };
+    let date = |day: NaiveDate| lit(ScalarValue::Date32(Some(days_since_epoch(day))));
+    let condition = col("event_name")
+        .in_list(names.iter().map(|name| lit(name.as_str())).collect(), false)
+        .and(col("event_time").gt_eq(timestamp(start)))
+        .and(col("event_time").lt(timestamp(through)))
+        .and(col("event_date").gt_eq(date(first_date)))
+        .and(col("event_date").lt_eq(date(last_date)));
+
+    let rows = ctx.table("events").await?.filter(condition)?;
+    let memory = predict::sample::copy_to_memory(rows, "the goals' events").await?;
+    ctx.deregister_table("events")?;
+    ctx.register_table("events", Arc::new(memory))?;
+    tracing::info!(
+        goals = spans.len(),
+        window_rows,
+        "read the goals' events once"
+    );
+    Ok(())
+}
+
+/// Returns the UTC date of `micros`, as the SQL models cast event times to dates.
+fn utc_date(micros: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .expect("stored times are in range")
+        .date_naive()
+}
+
+fn days_since_epoch(day: NaiveDate) -> i32 {
+    (day - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
+}
