@@ -54,7 +54,8 @@ pub enum PartitionType {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DataFile {
-    /// Path relative to the table folder, e.g. `event_date=1997-01-01/part-0.parquet`.
+    /// Path relative to the table folder, e.g.
+    /// `event_date=1997-01-01/part-0-20261205T021038-1a2b3c4d.parquet`.
     pub path: String,
     /// Partition folder the file lives in (`event_date=1997-01-01`), empty when unpartitioned.
     pub partition: String,
