@@ -43,8 +43,11 @@ pub const JOB_RUNS: &str = "job_runs";
 pub const NIGHTLY_JOB: &str = "nightly";
 
 /// The default [`RunOptions::max_shared_events`]. The copy keeps only the goals' event names,
-/// so it contains at most this many events: roughly 2 GiB at an estimated 100 bytes per event, and
-/// usually a fraction of that.
+/// so it contains at most this many events: roughly 2 GiB at an estimated 100 bytes per
+/// event, and usually a fraction of that.
+///
+/// NOTE: the limit counts every event of the goals' days, not only the goals' event names, so a
+/// run over long windows scans once per goal even when the goals' own events would fit.
 pub const DEFAULT_MAX_SHARED_EVENTS: u64 = 20_000_000;
 
 /// Days restated by every run, so that events arriving late are counted.
@@ -74,8 +77,9 @@ pub struct RunOptions {
     /// Number of most recent days each run rewrites.
     pub restate_days: u32,
     pub context: ContextOptions,
-    /// The maximum number of events, counted over the days the run's goals span, that a run reads once
-    /// into memory for all of its goals. Above it, each goal scans those days on its own.
+    /// The maximum number of events, counted over the days the run's goals span, that a run
+    /// reads once into memory for all of its goals. Above it, each goal scans those days on its
+    /// own.
     pub max_shared_events: u64,
     /// Fails the run after the named step of [`STEPS`], for tests of atomicity.
     #[doc(hidden)]
@@ -515,13 +519,8 @@ async fn compute_goal(
     options: &RunOptions,
 ) -> Result<ComputedGoal> {
     let goal_id = goal.goal_id;
-    let GoalSpan {
-        definition,
-        zone,
-        start_day,
-        last_day,
-    } = span;
-    let (zone, start_day, last_day) = (*zone, *start_day, *last_day);
+    let definition = &span.definition;
+    let (zone, start_day, last_day) = (span.zone, span.start_day, span.last_day);
     let stored: Vec<DailyRecord> = if ctx.table_exist(GOAL_DAILY)? {
         from_batches(
             &ctx.sql(&format!(

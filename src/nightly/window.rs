@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::Date32Type;
 use chrono::{NaiveDate, Utc};
 use chrono_tz::Tz;
 use datafusion::prelude::{SessionContext, col, lit};
@@ -9,6 +10,7 @@ use datafusion::scalar::ScalarValue;
 
 use crate::error::Result;
 use crate::goals::records::GoalRecord;
+use crate::models::timestamp_parameter;
 use crate::predict::{self, local_midnight_micros};
 use crate::warehouse::Warehouse;
 
@@ -63,7 +65,7 @@ impl GoalSpan {
 }
 
 /// Replaces `events` in `ctx` with the events that the goals of `spans` count, read once into
-/// memory, when two goals or more share it and the days they span hold at most
+/// memory, when two goals or more share it and the days they span contain at most
 /// `max_events` events. Each goal then reads its own events from memory instead of scanning
 /// the same days of the events table again.
 pub(super) async fn share_window_events(
@@ -87,8 +89,9 @@ pub(super) async fn share_window_events(
             }
         }
     }
-    let first_date = utc_date(start);
-    let last_date = utc_date(through);
+    // The goals' SQL casts event times to dates in UTC, as these bounds do.
+    let first_date = local_day(start, chrono_tz::UTC);
+    let last_date = local_day(through, chrono_tz::UTC);
 
     let Some(manifest) = warehouse.manifest("events").await? else {
         return Ok(());
@@ -114,13 +117,8 @@ pub(super) async fn share_window_events(
         return Ok(());
     }
 
-    let timestamp = |micros| {
-        lit(ScalarValue::TimestampMicrosecond(
-            Some(micros),
-            Some("UTC".into()),
-        ))
-    };
-    let date = |day: NaiveDate| lit(ScalarValue::Date32(Some(days_since_epoch(day))));
+    let timestamp = |micros| lit(timestamp_parameter(micros));
+    let date = |day| lit(ScalarValue::Date32(Some(Date32Type::from_naive_date(day))));
     let condition = col("event_name")
         .in_list(names.iter().map(|name| lit(name.as_str())).collect(), false)
         .and(col("event_time").gt_eq(timestamp(start)))
@@ -138,15 +136,4 @@ pub(super) async fn share_window_events(
         "read the goals' events once"
     );
     Ok(())
-}
-
-/// Returns the UTC date of `micros`, as the SQL models cast event times to dates.
-fn utc_date(micros: i64) -> NaiveDate {
-    chrono::DateTime::from_timestamp_micros(micros)
-        .expect("stored times are in range")
-        .date_naive()
-}
-
-fn days_since_epoch(day: NaiveDate) -> i32 {
-    (day - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
 }

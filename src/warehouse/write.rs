@@ -328,18 +328,12 @@ pub fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch], level: i32) ->
 /// No write reuses the name of a committed file, so a reader that listed a table before a
 /// commit either finds the bytes it expects or finds no file, never another file's bytes.
 fn committed_name(staged: &str, write_id: &str) -> String {
-    let (folder, name) = match staged.rsplit_once('/') {
-        Some((folder, name)) => (Some(folder), name),
-        None => (None, staged),
-    };
+    let name = staged.rsplit('/').next().unwrap_or(staged);
     if name.contains(write_id) {
         return staged.to_string();
     }
-    let stem = name.strip_suffix(".parquet").unwrap_or(name);
-    match folder {
-        Some(folder) => format!("{folder}/{stem}-{write_id}.parquet"),
-        None => format!("{stem}-{write_id}.parquet"),
-    }
+    let stem = staged.strip_suffix(".parquet").unwrap_or(staged);
+    format!("{stem}-{write_id}.parquet")
 }
 
 /// Returns whether the write `write_id` (which starts with its UTC start time) began before
