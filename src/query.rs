@@ -72,7 +72,8 @@ fn statement_kind(plan: &LogicalPlan) -> &'static str {
     }
 }
 
-/// How many times a query runs at most when commits keep deleting the files it planned to read.
+/// The maximum number of times a query runs when commits keep deleting the files it planned to
+/// read.
 const ATTEMPTS: u32 = 3;
 
 /// A read-only query that has produced its first batch.
@@ -143,6 +144,17 @@ pub async fn collect_read_only(
     Ok(batches)
 }
 
+/// Checks that `format` can be written to `output`, so that a command can reject the pair before
+/// it runs its query.
+pub fn check_output(format: OutputFormat, output: Option<&Path>) -> Result<()> {
+    if format == OutputFormat::Parquet && output.is_none() {
+        return Err(Error::InvalidArgument(
+            "--format parquet needs --output FILE".to_string(),
+        ));
+    }
+    Ok(())
+}
+
 /// Writes the rows of `query` in `format` to `output`, or to standard output.
 ///
 /// A file output is written to a temporary name beside it and renamed when complete. Returns the
@@ -152,11 +164,7 @@ pub async fn write_results(
     format: OutputFormat,
     output: Option<&Path>,
 ) -> Result<u64> {
-    if format == OutputFormat::Parquet && output.is_none() {
-        return Err(Error::InvalidArgument(
-            "--format parquet needs --output FILE".to_string(),
-        ));
-    }
+    check_output(format, output)?;
     let StartedQuery {
         schema,
         first,

@@ -152,6 +152,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             let format: OutputFormat = args.format.parse()?;
             match args.query {
                 Some(sql) => {
+                    query::check_output(format, args.output.as_deref())?;
                     let started = query::start_read_only(&ctx, &warehouse, &sql).await?;
                     query::write_results(started, format, args.output.as_deref()).await?;
                     Ok(())
