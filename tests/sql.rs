@@ -107,16 +107,21 @@ fn tables_lists_rows_and_columns() {
     assert_eq!(json[0]["rows"], 2);
 }
 
-#[test]
-fn shell_runs_statements_from_input() {
-    use std::io::Write;
-    let wh = warehouse_with_events();
-    let mut child = common::goalcast_command(&["sql", "--warehouse", wh.root().to_str().unwrap()])
+/// Starts the interactive shell of `goalcast sql` on `wh` with piped standard streams.
+fn spawn_shell(wh: &TempWarehouse) -> std::process::Child {
+    common::goalcast_command(&["sql", "--warehouse", wh.root().to_str().unwrap()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn shell_runs_statements_from_input() {
+    use std::io::Write;
+    let wh = warehouse_with_events();
+    let mut child = spawn_shell(&wh);
     let input = "SELECT count(*) AS n\nFROM events;\nDROP TABLE events;\n\\q\n";
     child
         .stdin
@@ -135,12 +140,7 @@ fn shell_runs_statements_from_input() {
 fn shell_reads_commits_made_while_open() {
     use std::io::{BufRead, BufReader, Write};
     let wh = warehouse_with_events();
-    let mut child = common::goalcast_command(&["sql", "--warehouse", wh.root().to_str().unwrap()])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_shell(&wh);
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut count_events = || {

@@ -34,19 +34,20 @@ async fn write_numbers(warehouse: &Warehouse, table: &str, values: Vec<i64>) -> 
     write
 }
 
+/// Writes `values` as the whole of table `table` and commits it.
+async fn commit_numbers(warehouse: &Warehouse, table: &str, values: Vec<i64>) {
+    write_numbers(warehouse, table, values)
+        .await
+        .commit(Replace::All)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn table_write_replaces_whole_table() {
     let wh = TempWarehouse::new();
-    write_numbers(&wh.warehouse, "numbers", vec![1, 2])
-        .await
-        .commit(Replace::All)
-        .await
-        .unwrap();
-    write_numbers(&wh.warehouse, "numbers", vec![3])
-        .await
-        .commit(Replace::All)
-        .await
-        .unwrap();
+    commit_numbers(&wh.warehouse, "numbers", vec![1, 2]).await;
+    commit_numbers(&wh.warehouse, "numbers", vec![3]).await;
     assert_eq!(wh.rows("SELECT n FROM numbers").await, vec!["3"]);
     let manifest = wh.warehouse.require_manifest("numbers").await.unwrap();
     assert_eq!(manifest.row_count(), 1);
@@ -60,11 +61,7 @@ async fn table_write_replaces_whole_table() {
 #[tokio::test(flavor = "multi_thread")]
 async fn uncommitted_write_is_invisible_and_cleaned() {
     let wh = TempWarehouse::new();
-    write_numbers(&wh.warehouse, "numbers", vec![1])
-        .await
-        .commit(Replace::All)
-        .await
-        .unwrap();
+    commit_numbers(&wh.warehouse, "numbers", vec![1]).await;
     // A write that stages files and then dies before its commit point.
     let crashed = write_numbers(&wh.warehouse, "numbers", vec![7, 8, 9]).await;
     let write_id = crashed.write_id().to_string();
@@ -88,11 +85,7 @@ async fn uncommitted_write_is_invisible_and_cleaned() {
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_after_commit_point_rolls_forward() {
     let wh = TempWarehouse::new();
-    write_numbers(&wh.warehouse, "numbers", vec![1])
-        .await
-        .commit(Replace::All)
-        .await
-        .unwrap();
+    commit_numbers(&wh.warehouse, "numbers", vec![1]).await;
     let write = write_numbers(&wh.warehouse, "numbers", vec![2, 3]).await;
     let manifest = write.commit_point_only(Replace::All).await.unwrap();
     assert!(manifest.pending.is_some());
@@ -125,11 +118,7 @@ async fn stage_numbers(transaction: &mut Transaction, table: &str, values: Vec<i
 #[tokio::test(flavor = "multi_thread")]
 async fn transactions_commit_all_tables_or_none() {
     let wh = TempWarehouse::new();
-    write_numbers(&wh.warehouse, "left", vec![1])
-        .await
-        .commit(Replace::All)
-        .await
-        .unwrap();
+    commit_numbers(&wh.warehouse, "left", vec![1]).await;
 
     // Aborted: nothing changes and nothing stays staged.
     let mut transaction = Transaction::begin(&wh.warehouse);
@@ -348,11 +337,7 @@ fn s3_warehouse_round_trip() {
 #[tokio::test(flavor = "multi_thread")]
 async fn queries_read_one_commit() {
     let wh = TempWarehouse::new();
-    write_numbers(&wh.warehouse, "numbers", vec![1, 2])
-        .await
-        .commit(Replace::All)
-        .await
-        .unwrap();
+    commit_numbers(&wh.warehouse, "numbers", vec![1, 2]).await;
     let first = wh
         .warehouse
         .require_manifest("numbers")
@@ -399,13 +384,7 @@ async fn queries_read_one_commit() {
         goalcast::query::collect_read_only(&before, &wh.warehouse, "SELECT sum(n) FROM numbers")
             .await
             .unwrap();
-    let total = batches[0]
-        .column(0)
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .unwrap()
-        .value(0);
-    assert_eq!(total, 5);
+    assert_eq!(first_number(&batches), 5);
 }
 
 async fn sum(ctx: &datafusion::prelude::SessionContext) -> datafusion::error::Result<i64> {
@@ -414,10 +393,15 @@ async fn sum(ctx: &datafusion::prelude::SessionContext) -> datafusion::error::Re
         .await?
         .collect()
         .await?;
-    Ok(batches[0]
+    Ok(first_number(&batches))
+}
+
+/// Returns the first row's first column of a query's result, a BIGINT.
+fn first_number(batches: &[RecordBatch]) -> i64 {
+    batches[0]
         .column(0)
         .as_any()
         .downcast_ref::<Int64Array>()
         .unwrap()
-        .value(0))
+        .value(0)
 }

@@ -69,8 +69,8 @@ impl Cache<TableScopedPath, CachedFileList> for Snapshots {
         self.read().get(key).cloned()
     }
 
-    /// Keeps the listings of named tables only, which `register_table` sets from manifests;
-    /// other folders are listed afresh each time.
+    /// Keeps the listings of named tables only, which `register_table` sets from manifests.
+    /// Other folders are listed afresh each time.
     fn put(&self, key: &TableScopedPath, value: CachedFileList) -> Option<CachedFileList> {
         key.table.as_ref()?;
         self.write().insert(key.clone(), value)
