@@ -591,6 +591,7 @@ async fn uplift_interval_covers_injected_effect() {
         days: 200,
         seed: 21,
         start_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        chunk_users: goalcast::generate::DEFAULT_CHUNK_USERS,
     };
     generate(&wh.warehouse, &config).await.unwrap();
     let ctx = build_context(&wh.warehouse, &ContextOptions::default())

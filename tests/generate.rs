@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::collections::BTreeSet;
+
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::Float64Type;
 use chrono::{NaiveDate, TimeZone, Utc};
@@ -16,6 +18,7 @@ fn config(users: u64, seed: u64) -> GeneratorConfig {
         days: 120,
         seed,
         start_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        chunk_users: goalcast::generate::DEFAULT_CHUNK_USERS,
     }
 }
 
@@ -30,9 +33,12 @@ async fn same_seed_gives_same_events() {
     generate(&first.warehouse, &config(3_000, 11))
         .await
         .unwrap();
-    generate(&second.warehouse, &config(3_000, 11))
-        .await
-        .unwrap();
+    // In chunks of 1,000 users, each writing its own file per day, then compacted.
+    let chunked = GeneratorConfig {
+        chunk_users: 1_000,
+        ..config(3_000, 11)
+    };
+    generate(&second.warehouse, &chunked).await.unwrap();
     generate(&other.warehouse, &config(3_000, 12))
         .await
         .unwrap();
@@ -45,6 +51,19 @@ async fn same_seed_gives_same_events() {
         first.rows("SELECT * FROM profiles ORDER BY user_id").await,
         second.rows("SELECT * FROM profiles ORDER BY user_id").await
     );
+    for table in ["events", "profiles"] {
+        let manifest = second.warehouse.require_manifest(table).await.unwrap();
+        let partitions: BTreeSet<&str> = manifest
+            .files
+            .iter()
+            .map(|file| file.partition.as_str())
+            .collect();
+        assert_eq!(
+            manifest.files.len(),
+            partitions.len(),
+            "{table}: one file each"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -236,6 +236,7 @@ fn small_config(users: u64) -> GeneratorConfig {
         days: 200,
         seed: 21,
         start_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+        chunk_users: goalcast::generate::DEFAULT_CHUNK_USERS,
     }
 }
 

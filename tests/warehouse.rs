@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field};
 use common::{TempWarehouse, failure, goalcast_command, schema, success};
+use goalcast::warehouse::compact::compact_table;
 use goalcast::warehouse::{
     PartitionColumn, PartitionType, Replace, TableWrite, Transaction, Warehouse,
 };
@@ -183,6 +184,167 @@ async fn partition_replace_keeps_other_partitions() {
         wh.rows("SELECT day, n FROM daily ORDER BY n").await,
         vec!["a|1", "b|20", "b|21"]
     );
+}
+
+/// Stages `files` (path, values) in one write to the `daily` table, partitioned by `day`, and
+/// commits them over the whole table.
+async fn commit_daily(warehouse: &Warehouse, files: &[(&str, Vec<i64>)]) {
+    let partitioning = vec![PartitionColumn {
+        name: "day".into(),
+        data_type: PartitionType::Utf8,
+    }];
+    let write = TableWrite::begin(warehouse, "daily", partitioning).unwrap();
+    for (path, values) in files {
+        let (schema, batch) = numbers(values.clone());
+        write.put_batches(path, schema, &[batch]).await.unwrap();
+    }
+    write.commit(Replace::All).await.unwrap();
+}
+
+fn daily_paths(warehouse: &Warehouse) -> Vec<String> {
+    let runtime = tokio::runtime::Handle::current();
+    let manifest =
+        tokio::task::block_in_place(|| runtime.block_on(warehouse.require_manifest("daily")))
+            .unwrap();
+    manifest.files.into_iter().map(|file| file.path).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_merges_files_keeps_rows_and_reruns_nothing() {
+    let wh = TempWarehouse::new();
+    commit_daily(
+        &wh.warehouse,
+        &[
+            ("day=a/part-0.parquet", vec![1, 2]),
+            ("day=a/part-1.parquet", vec![3]),
+            ("day=a/part-2.parquet", vec![4, 5]),
+            ("day=b/part-0.parquet", vec![6]),
+        ],
+    )
+    .await;
+    let before = daily_paths(&wh.warehouse);
+    let query = "SELECT day, n FROM daily ORDER BY n";
+    let rows = wh.rows(query).await;
+
+    let summary = compact_table(&wh.warehouse, "daily", 3).await.unwrap();
+    assert_eq!(
+        (
+            summary.partitions,
+            summary.files_before,
+            summary.files_after,
+            summary.rows
+        ),
+        (1, 3, 2, 5)
+    );
+    assert_eq!(wh.rows(query).await, rows);
+    let after = daily_paths(&wh.warehouse);
+    assert_eq!(after.len(), 3);
+    let b_file = before
+        .iter()
+        .find(|path| path.starts_with("day=b/"))
+        .unwrap();
+    assert!(
+        after.contains(b_file),
+        "the one-file partition is untouched"
+    );
+    let manifest = wh.warehouse.require_manifest("daily").await.unwrap();
+    let rows_per_file: Vec<u64> = manifest.files.iter().map(|file| file.rows).collect();
+    assert_eq!(
+        rows_per_file,
+        vec![3, 2, 1],
+        "day a split at 3 rows, then day b"
+    );
+
+    // Through the command line: at the same size nothing is rewritten, at the default size the
+    // two files become one, and a second run rewrites nothing.
+    let output = wh.run(&["compact", "daily", "--max-rows-per-file", "3"]);
+    assert!(success(&output).contains("daily: nothing to compact"));
+    assert_eq!(daily_paths(&wh.warehouse), after);
+    let output = wh.run(&["compact"]);
+    assert!(success(&output).contains("daily: 1 partition from 2 files"));
+    let merged = daily_paths(&wh.warehouse);
+    assert_eq!(merged.len(), 2);
+    let output = wh.run(&["compact", "--format", "json"]);
+    let summaries: serde_json::Value = serde_json::from_str(&success(&output)).unwrap();
+    assert_eq!(summaries[0]["partitions"], 0);
+    assert_eq!(daily_paths(&wh.warehouse), merged);
+    assert_eq!(wh.rows(query).await, rows);
+
+    let output = wh.run(&["compact", "nightly"]);
+    assert!(failure(&output).contains("table \"nightly\" not found"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_of_mismatched_files_fails_and_changes_nothing() {
+    let wh = TempWarehouse::new();
+    let partitioning = vec![PartitionColumn {
+        name: "day".into(),
+        data_type: PartitionType::Utf8,
+    }];
+    let write = TableWrite::begin(&wh.warehouse, "daily", partitioning).unwrap();
+    let (schema_n, batch) = numbers(vec![1]);
+    write
+        .put_batches("day=a/part-0.parquet", schema_n, &[batch])
+        .await
+        .unwrap();
+    let text = schema(vec![Field::new("n", DataType::Utf8, false)]);
+    let batch = RecordBatch::try_new(
+        text.clone(),
+        vec![Arc::new(arrow::array::StringArray::from(vec!["two"]))],
+    )
+    .unwrap();
+    write
+        .put_batches("day=a/part-1.parquet", text, &[batch])
+        .await
+        .unwrap();
+    write.commit(Replace::All).await.unwrap();
+    let before = daily_paths(&wh.warehouse);
+
+    let error = compact_table(&wh.warehouse, "daily", 100)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("day=a/part-1"), "{error}");
+    assert!(
+        error.contains("n Utf8") && error.contains("n Int64"),
+        "{error}"
+    );
+    assert_eq!(daily_paths(&wh.warehouse), before);
+    assert!(
+        !wh.root().join("_staging").exists()
+            || std::fs::read_dir(wh.root().join("_staging"))
+                .unwrap()
+                .count()
+                == 0,
+        "the staged files were removed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replacing_files_that_another_write_replaced_fails() {
+    let wh = TempWarehouse::new();
+    commit_numbers(&wh.warehouse, "numbers", vec![1]).await;
+    let old = wh
+        .warehouse
+        .require_manifest("numbers")
+        .await
+        .unwrap()
+        .files[0]
+        .path
+        .clone();
+    let write = write_numbers(&wh.warehouse, "numbers", vec![2]).await;
+    // Another write replaces the table before this one commits.
+    commit_numbers(&wh.warehouse, "numbers", vec![3]).await;
+    let error = write
+        .commit(Replace::Files(BTreeSet::from([old.clone()])))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains(&old) && error.contains("run the command again"),
+        "{error}"
+    );
+    assert_eq!(wh.rows("SELECT n FROM numbers").await, vec!["3"]);
 }
 
 #[test]

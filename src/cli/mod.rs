@@ -77,6 +77,9 @@ pub enum Command {
         out: Option<PathBuf>,
     },
 
+    /// Merge the files of each table partition into one, so that queries open fewer files.
+    Compact(CompactArgs),
+
     /// List the warehouse's tables with row counts and columns.
     Tables {
         /// Output format: table or json.
@@ -102,6 +105,18 @@ pub struct GenerateArgs {
     /// Replace the tables of a warehouse that already has some.
     #[arg(long)]
     pub replace: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompactArgs {
+    /// Tables to compact; default every table of the warehouse.
+    pub tables: Vec<String>,
+    /// Largest number of rows in one compacted file; larger partitions get several files.
+    #[arg(long, default_value_t = crate::warehouse::compact::DEFAULT_MAX_ROWS_PER_FILE)]
+    pub max_rows_per_file: u64,
+    /// Output format: table or json.
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +161,10 @@ pub async fn run(cli: Cli) -> Result<()> {
             schedule::run(&warehouse, args, &context_options).await
         }
         Command::Generate(args) => generate(&cli.warehouse, args).await,
+        Command::Compact(args) => {
+            let warehouse = open_for_reading(&cli.warehouse).await?;
+            compact(&warehouse, args).await
+        }
         Command::Sql(args) => {
             let warehouse = open_for_reading(&cli.warehouse).await?;
             let ctx = build_context(&warehouse, &context_options).await?;
@@ -207,10 +226,51 @@ async fn generate(location: &str, args: GenerateArgs) -> Result<()> {
         days: args.days,
         seed: args.seed,
         start_date,
+        chunk_users: crate::generate::DEFAULT_CHUNK_USERS,
     };
     let summary = crate::generate::generate(&warehouse, &config).await?;
     output::print_generate_summary(&warehouse, &summary);
     Ok(())
+}
+
+/// Compacts the tables of `args` under the run lock, so that no nightly run or goal creation
+/// writes them meanwhile.
+async fn compact(warehouse: &Warehouse, args: CompactArgs) -> Result<()> {
+    if !matches!(args.format.as_str(), "table" | "json") {
+        return Err(Error::InvalidArgument(format!(
+            "invalid --format {:?}: use table or json",
+            args.format
+        )));
+    }
+    let known = warehouse.table_names().await?;
+    let tables = if args.tables.is_empty() {
+        known
+    } else {
+        if let Some(unknown) = args.tables.iter().find(|table| !known.contains(table)) {
+            return Err(Error::TableNotFound {
+                name: unknown.clone(),
+                warehouse: warehouse.url().to_string(),
+            });
+        }
+        args.tables
+    };
+    let run_id = crate::nightly::new_run_id();
+    let lock = crate::warehouse::RunLock::acquire(warehouse, &run_id, "compact").await?;
+    let mut summaries = Vec::new();
+    for table in &tables {
+        let compacted =
+            crate::warehouse::compact::compact_table(warehouse, table, args.max_rows_per_file)
+                .await;
+        match compacted {
+            Ok(summary) => summaries.push(summary),
+            Err(error) => {
+                lock.release().await?;
+                return Err(error);
+            }
+        }
+    }
+    lock.release().await?;
+    output::print_compact_summaries(&summaries, &args.format)
 }
 
 /// Parses a byte size such as `512MiB`, `4GiB`, `4G` or `1000000`.

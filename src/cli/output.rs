@@ -11,6 +11,7 @@ use crate::query::TableListing;
 use crate::report::ReportSummary;
 use crate::segments::{Segment, SegmentCatalog};
 use crate::warehouse::Warehouse;
+use crate::warehouse::compact::CompactSummary;
 
 /// Prints what an import did: as aligned text, or as one JSON object with `json`.
 pub fn print_import_summary(summary: &ImportSummary, format: &str) -> Result<()> {
@@ -118,6 +119,33 @@ pub fn print_tables(warehouse: &Warehouse, tables: &[TableListing], format: &str
                 "invalid --format {other:?}: use table or json"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Prints what `goalcast compact` did to each table.
+pub fn print_compact_summaries(summaries: &[CompactSummary], format: &str) -> Result<()> {
+    if format == "json" {
+        println!("{}", serde_json::to_string_pretty(summaries)?);
+        return Ok(());
+    }
+    for summary in summaries {
+        if summary.partitions == 0 {
+            println!("{}: nothing to compact", summary.table);
+            continue;
+        }
+        println!(
+            "{}: {} partition{} from {} files ({}) to {} files ({}), {} rows, in {:.1} s",
+            summary.table,
+            thousands(summary.partitions as u64),
+            plural(summary.partitions as u64),
+            thousands(summary.files_before as u64),
+            human_bytes(summary.bytes_before),
+            thousands(summary.files_after as u64),
+            human_bytes(summary.bytes_after),
+            thousands(summary.rows),
+            summary.seconds
+        );
     }
     Ok(())
 }

@@ -7,6 +7,7 @@
 //! **Invariant:** goalcast writes only below the root, and only through [`TableWrite`], so a
 //! table is replaced atomically and a failed write leaves the previous state intact.
 
+pub mod compact;
 pub mod lock;
 pub mod manifest;
 mod name;

@@ -31,6 +31,9 @@ pub enum Replace {
     /// The files in these partition folders (e.g. `event_date=1997-01-01`), plus any
     /// partition that the write itself contains.
     Partitions(BTreeSet<String>),
+    /// Exactly these committed files, by path relative to the table. The commit fails when one
+    /// of them is no longer in the manifest, because another write replaced it meanwhile.
+    Files(BTreeSet<String>),
 }
 
 /// A write in progress to one table.
@@ -218,6 +221,20 @@ impl TableWrite {
                 let mut partitions = partitions.clone();
                 partitions.extend(new_files.iter().map(|file| file.partition.clone()));
                 Box::new(move |file: &DataFile| partitions.contains(&file.partition))
+            }
+            Replace::Files(paths) => {
+                if let Some(gone) = paths
+                    .iter()
+                    .find(|path| !previous_files.iter().any(|file| &file.path == *path))
+                {
+                    return Err(Error::Locked(format!(
+                        "file {gone} of table {} was replaced by another write while this one \
+                         ran; run the command again",
+                        self.table
+                    )));
+                }
+                let paths = paths.clone();
+                Box::new(move |file: &DataFile| paths.contains(&file.path))
             }
         };
         let (deleted, kept): (Vec<DataFile>, Vec<DataFile>) = previous_files
