@@ -21,7 +21,9 @@ use serde::Serialize;
 use crate::context::{ContextOptions, empty_context, register_table};
 use crate::error::{Error, Result};
 use crate::predict::{BucketCuts, GoalDefinition, Prediction, format_micros};
-use crate::warehouse::{PartitionColumn, PartitionType, Replace, TableWrite, Warehouse};
+use crate::warehouse::{
+    PartitionColumn, PartitionType, Replace, TableWrite, Warehouse, encode_parquet,
+};
 use records::{CurveRecord, GoalRecord, ModelRunRecord, from_batches, to_batch};
 
 pub const GOALS: &str = "goals";
@@ -137,20 +139,13 @@ pub async fn save_goal(
     let now = format_micros(chrono::Utc::now().timestamp_micros());
     let partition = format!("goal_id={goal_id}");
 
-    write_partition(
-        warehouse,
-        TARGET_GROUPS,
-        &partition,
-        target_group_batch(prediction, definition.start_micros)?,
-    )
-    .await?;
-    write_partition(
-        warehouse,
-        PREDICTIONS,
-        &partition,
-        predictions_batch(prediction)?,
-    )
-    .await?;
+    // The two tables with a row per target user are encoded side by side, one core each.
+    let (target_groups, predictions) = tokio::try_join!(
+        encode_on_thread(target_group_batch(prediction, definition.start_micros)?),
+        encode_on_thread(predictions_batch(prediction)?),
+    )?;
+    write_encoded_partition(warehouse, TARGET_GROUPS, &partition, target_groups).await?;
+    write_encoded_partition(warehouse, PREDICTIONS, &partition, predictions).await?;
 
     let quality = &prediction.quality;
     let run = ModelRunRecord {
@@ -318,10 +313,27 @@ pub(crate) async fn write_partition(
     partition: &str,
     batch: arrow::record_batch::RecordBatch,
 ) -> Result<()> {
+    let bytes = encode_parquet(batch.schema(), &[batch], 3)?;
+    write_encoded_partition(warehouse, table, partition, bytes).await
+}
+
+/// Encodes `batch` as Parquet on a blocking thread.
+async fn encode_on_thread(batch: arrow::record_batch::RecordBatch) -> Result<Vec<u8>> {
+    tokio::task::spawn_blocking(move || encode_parquet(batch.schema(), &[batch], 3))
+        .await
+        .expect("Parquet encoding does not panic")
+}
+
+/// Replaces one `goal_id=N` partition of `table` with the Parquet file `bytes`.
+async fn write_encoded_partition(
+    warehouse: &Warehouse,
+    table: &str,
+    partition: &str,
+    bytes: Vec<u8>,
+) -> Result<()> {
     let write = TableWrite::begin(warehouse, table, goal_partitioning())?;
-    let schema = batch.schema();
     write
-        .put_batches(&format!("{partition}/part-0.parquet"), schema, &[batch])
+        .put_bytes(&format!("{partition}/part-0.parquet"), bytes)
         .await?;
     write
         .commit(Replace::Partitions(BTreeSet::from([partition.to_string()])))
