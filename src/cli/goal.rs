@@ -223,6 +223,7 @@ pub async fn run(
             .await;
             lock.release().await?;
             let record = saved?;
+            tracing::info!(goal_id = record.goal_id, "saved the goal");
             output::print_prediction(&definition, &prediction, Some(&record), &args.format)
         }
         GoalCommand::List { format } => {

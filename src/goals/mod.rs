@@ -139,7 +139,7 @@ pub async fn save_goal(
     let now = format_micros(chrono::Utc::now().timestamp_micros());
     let partition = format!("goal_id={goal_id}");
 
-    // The two tables with a row per target user are encoded side by side, one core each.
+    // The two tables with a row per target user are encoded side by side, on two threads.
     let (target_groups, predictions) = tokio::try_join!(
         encode_on_thread(target_group_batch(prediction, definition.start_micros)?),
         encode_on_thread(predictions_batch(prediction)?),

@@ -19,6 +19,7 @@ use chrono::{NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use datafusion::prelude::SessionContext;
 use ndarray::Array2;
+use rayon::slice::ParallelSliceMut;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -427,9 +428,10 @@ pub async fn predict(
     tracing::info!(users = scored.len(), "scored the target group");
     // Sorted by user id, so the stored predictions do not depend on how the query split its
     // work.
-    scored.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    scored.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let (user_ids, probabilities): (Vec<String>, Vec<f64>) = scored.into_iter().unzip();
     let users = score_users(user_ids, &probabilities, goal.direction, options.buckets);
+    tracing::info!(users = users.len(), "sorted and bucketed the target group");
     let predicted_count: f64 = probabilities.iter().sum();
     let bernoulli_variance: f64 = probabilities.iter().map(|p| p * (1.0 - p)).sum();
     let model_variance = (quality.count_error_rms * predicted_count).powi(2);
@@ -786,7 +788,7 @@ fn score_users(
     // Ties break by user id so that buckets do not depend on input order. The ids come sorted,
     // so their positions order them as well as the strings and are cheaper to compare.
     debug_assert!(user_ids.is_sorted());
-    order.sort_unstable_by(|&a, &b| achieve[a].total_cmp(&achieve[b]).then(a.cmp(&b)));
+    order.par_sort_unstable_by(|&a, &b| achieve[a].total_cmp(&achieve[b]).then(a.cmp(&b)));
     let mut percentile = vec![0.0; n];
     for (rank, &index) in order.iter().enumerate() {
         percentile[index] = if n > 1 {
