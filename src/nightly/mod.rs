@@ -548,6 +548,7 @@ async fn compute_goal(
     let members = models::dataframe(ctx, GOAL_MEMBERS, &[("goal_id", goal_id_parameter)]).await?;
     ctx.deregister_table("goal_members")?;
     ctx.register_table("goal_members", members.into_view())?;
+    let started = std::time::Instant::now();
     let counts: Vec<MemberCount> = from_batches(
         &ctx.sql(
             "SELECT bucket, arm, count(*) AS users, sum(probability) AS expected \
@@ -558,6 +559,7 @@ async fn compute_goal(
         .await?,
     )?;
 
+    let counted = started.elapsed();
     predict::register_goal_events_unchecked(ctx, definition).await?;
     let through = span.through_micros()?;
     let zone_name = zone.name();
@@ -584,6 +586,12 @@ async fn compute_goal(
         .await?,
     )?;
 
+    tracing::debug!(
+        goal_id,
+        members_seconds = counted.as_secs_f64(),
+        activity_seconds = (started.elapsed() - counted).as_secs_f64(),
+        "counted the goal's members and activity"
+    );
     let curve: Vec<CurveDay> = from_batches(
         &ctx.sql(&format!(
             "SELECT day, expected_cumulative, low, high FROM goal_curves \
