@@ -226,7 +226,9 @@ async fn compaction_merges_files_keeps_rows_and_reruns_nothing() {
     let query = "SELECT day, n FROM daily ORDER BY n";
     let rows = wh.rows(query).await;
 
-    let summary = compact_table(&wh.warehouse, "daily", 3).await.unwrap();
+    let summary = compact_table(&wh.warehouse, "daily", 3, None)
+        .await
+        .unwrap();
     assert_eq!(
         (
             summary.partitions,
@@ -270,23 +272,28 @@ async fn compaction_merges_files_keeps_rows_and_reruns_nothing() {
     assert_eq!(daily_paths(&wh.warehouse), merged);
     assert_eq!(wh.rows(query).await, rows);
 
+    let output = wh.run(&["compact", "--max-rows-per-file", "0"]);
+    assert!(failure(&output).contains("invalid --max-rows-per-file 0"));
     let output = wh.run(&["compact", "nightly"]);
     assert!(failure(&output).contains("table \"nightly\" not found"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn compaction_of_mismatched_files_fails_and_changes_nothing() {
+async fn compaction_skips_partitions_with_mismatched_files() {
     let wh = TempWarehouse::new();
     let partitioning = vec![PartitionColumn {
         name: "day".into(),
         data_type: PartitionType::Utf8,
     }];
     let write = TableWrite::begin(&wh.warehouse, "daily", partitioning).unwrap();
-    let (schema_n, batch) = numbers(vec![1]);
-    write
-        .put_batches("day=a/part-0.parquet", schema_n, &[batch])
-        .await
-        .unwrap();
+    for (path, values) in [
+        ("day=a/part-0.parquet", vec![1]),
+        ("day=b/part-0.parquet", vec![3]),
+        ("day=b/part-1.parquet", vec![4]),
+    ] {
+        let (schema, batch) = numbers(values);
+        write.put_batches(path, schema, &[batch]).await.unwrap();
+    }
     let text = schema(vec![Field::new("n", DataType::Utf8, false)]);
     let batch = RecordBatch::try_new(
         text.clone(),
@@ -300,24 +307,57 @@ async fn compaction_of_mismatched_files_fails_and_changes_nothing() {
     write.commit(Replace::All).await.unwrap();
     let before = daily_paths(&wh.warehouse);
 
-    let error = compact_table(&wh.warehouse, "daily", 100)
+    let summary = compact_table(&wh.warehouse, "daily", 100, None)
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(error.contains("day=a/part-1"), "{error}");
+        .unwrap();
+    assert_eq!(summary.partitions, 1, "day b is compacted");
+    assert_eq!(summary.skipped.len(), 1);
+    let message = &summary.skipped[0];
     assert!(
-        error.contains("n Utf8") && error.contains("n Int64"),
-        "{error}"
+        message.contains("partition day=a of table daily"),
+        "{message}"
     );
-    assert_eq!(daily_paths(&wh.warehouse), before);
+    assert!(message.contains("daily/day=a/part-1"), "{message}");
+    assert!(message.contains("n Utf8"), "{message}");
+    assert!(message.contains("n Int64"), "{message}");
+    let after = daily_paths(&wh.warehouse);
+    let day_a = |paths: &[String]| -> Vec<String> {
+        paths
+            .iter()
+            .filter(|path| path.starts_with("day=a/"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(day_a(&after), day_a(&before), "day a is left as it was");
+    assert_eq!(after.len(), 3);
     assert!(
-        !wh.root().join("_staging").exists()
-            || std::fs::read_dir(wh.root().join("_staging"))
-                .unwrap()
-                .count()
-                == 0,
-        "the staged files were removed"
+        !wh.root().join("_staging").exists(),
+        "no staging folder is left"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compaction_keeps_one_empty_file_per_empty_partition() {
+    let wh = TempWarehouse::new();
+    commit_daily(
+        &wh.warehouse,
+        &[
+            ("day=a/part-0.parquet", vec![]),
+            ("day=a/part-1.parquet", vec![]),
+            ("day=b/part-0.parquet", vec![]),
+        ],
+    )
+    .await;
+    let summary = compact_table(&wh.warehouse, "daily", 100, None)
+        .await
+        .unwrap();
+    assert_eq!((summary.partitions, summary.files_after), (1, 1));
+    assert_eq!(daily_paths(&wh.warehouse).len(), 2);
+    assert_eq!(wh.count("SELECT count(*) FROM daily").await, 0);
+    let summary = compact_table(&wh.warehouse, "daily", 100, None)
+        .await
+        .unwrap();
+    assert_eq!(summary.partitions, 0, "a second run rewrites nothing");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -242,6 +242,7 @@ async fn compact(warehouse: &Warehouse, args: CompactArgs) -> Result<()> {
             args.format
         )));
     }
+    crate::warehouse::compact::check_max_rows(args.max_rows_per_file)?;
     let known = warehouse.table_names().await?;
     let tables = if args.tables.is_empty() {
         known
@@ -258,19 +259,25 @@ async fn compact(warehouse: &Warehouse, args: CompactArgs) -> Result<()> {
     let lock = crate::warehouse::RunLock::acquire(warehouse, &run_id, "compact").await?;
     let mut summaries = Vec::new();
     for table in &tables {
-        let compacted =
-            crate::warehouse::compact::compact_table(warehouse, table, args.max_rows_per_file)
-                .await;
+        let compacted = crate::warehouse::compact::compact_table(
+            warehouse,
+            table,
+            args.max_rows_per_file,
+            Some(&lock),
+        )
+        .await;
         match compacted {
             Ok(summary) => summaries.push(summary),
             Err(error) => {
                 lock.release().await?;
+                // The tables before this one are committed; say so before the error.
+                output::print_compact_summaries(warehouse, &summaries, &args.format)?;
                 return Err(error);
             }
         }
     }
     lock.release().await?;
-    output::print_compact_summaries(&summaries, &args.format)
+    output::print_compact_summaries(warehouse, &summaries, &args.format)
 }
 
 /// Parses a byte size such as `512MiB`, `4GiB`, `4G` or `1000000`.

@@ -124,28 +124,40 @@ pub fn print_tables(warehouse: &Warehouse, tables: &[TableListing], format: &str
 }
 
 /// Prints what `goalcast compact` did to each table.
-pub fn print_compact_summaries(summaries: &[CompactSummary], format: &str) -> Result<()> {
+pub fn print_compact_summaries(
+    warehouse: &Warehouse,
+    summaries: &[CompactSummary],
+    format: &str,
+) -> Result<()> {
     if format == "json" {
         println!("{}", serde_json::to_string_pretty(summaries)?);
         return Ok(());
     }
+    if summaries.is_empty() {
+        println!("Warehouse {} has no tables to compact", warehouse.url());
+    }
     for summary in summaries {
         if summary.partitions == 0 {
             println!("{}: nothing to compact", summary.table);
-            continue;
+        } else {
+            println!(
+                "{}: {} partition{} from {} file{} ({}) to {} file{} ({}), {} rows, in {:.1} s",
+                summary.table,
+                thousands(summary.partitions as u64),
+                plural(summary.partitions as u64),
+                thousands(summary.files_before as u64),
+                plural(summary.files_before as u64),
+                human_bytes(summary.bytes_before),
+                thousands(summary.files_after as u64),
+                plural(summary.files_after as u64),
+                human_bytes(summary.bytes_after),
+                thousands(summary.rows),
+                summary.seconds
+            );
         }
-        println!(
-            "{}: {} partition{} from {} files ({}) to {} files ({}), {} rows, in {:.1} s",
-            summary.table,
-            thousands(summary.partitions as u64),
-            plural(summary.partitions as u64),
-            thousands(summary.files_before as u64),
-            human_bytes(summary.bytes_before),
-            thousands(summary.files_after as u64),
-            human_bytes(summary.bytes_after),
-            thousands(summary.rows),
-            summary.seconds
-        );
+        for message in &summary.skipped {
+            println!("  {message}; the partition was left as it was");
+        }
     }
     Ok(())
 }

@@ -122,8 +122,13 @@ pub async fn generate(warehouse: &Warehouse, config: &GeneratorConfig) -> Result
     if chunks > 1 {
         // Each chunk wrote its own file per day; queries read one file per day much faster.
         for table in [crate::schema::EVENTS, crate::schema::PROFILES] {
-            crate::warehouse::compact::compact_table(warehouse, table, DEFAULT_MAX_ROWS_PER_FILE)
-                .await?;
+            crate::warehouse::compact::compact_table(
+                warehouse,
+                table,
+                DEFAULT_MAX_ROWS_PER_FILE,
+                None,
+            )
+            .await?;
         }
     }
 

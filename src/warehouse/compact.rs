@@ -4,8 +4,8 @@
 //! size. `goalcast generate` writes one file per day and per chunk of users, which makes 40
 //! files a day at 10M users. A whole-table scan of one file per day took about half the time.
 //!
-//! Compaction stages the new files and commits them in place of exactly the files it read, so
-//! readers see either the old files or the new ones, a crash leaves the table as it was, and a
+//! Compaction stages the new files and commits them in place of exactly the files it read.
+//! Readers see either the old files or the new ones, and a crash leaves the table as it was. A
 //! write that replaced one of those files meanwhile makes the commit fail instead of being lost.
 //! Partitions whose rows need as many files as they have are left alone, so a second run
 //! rewrites nothing.
@@ -22,9 +22,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
-use super::Warehouse;
 use super::manifest::DataFile;
 use super::write::{Replace, TableWrite};
+use super::{RunLock, Warehouse, read_parquet_schema};
 use crate::error::{Error, Result};
 use crate::progress;
 
@@ -43,21 +43,21 @@ pub struct CompactSummary {
     pub bytes_after: u64,
     pub rows: u64,
     pub seconds: f64,
+    /// Partitions left as they were because their files differ in columns, one message each.
+    pub skipped: Vec<String>,
 }
 
 /// Rewrites each partition of `table` whose rows fit in fewer files than it contains. The new
 /// files have at most `max_rows_per_file` rows each, in the order of the old files, and one
-/// write commits them all.
+/// write commits them all. A partition whose files differ in columns is skipped and reported.
+/// When `lock` is given, the commit first checks that this process still owns it.
 pub async fn compact_table(
     warehouse: &Warehouse,
     table: &str,
     max_rows_per_file: u64,
+    lock: Option<&RunLock>,
 ) -> Result<CompactSummary> {
-    if max_rows_per_file == 0 {
-        return Err(Error::InvalidArgument(
-            "invalid --max-rows-per-file 0: use 1 or more".into(),
-        ));
-    }
+    check_max_rows(max_rows_per_file)?;
     let started = Instant::now();
     let manifest = warehouse.require_manifest(table).await?;
     let mut partitions: BTreeMap<String, Vec<DataFile>> = BTreeMap::new();
@@ -68,20 +68,22 @@ pub async fn compact_table(
             .push(file.clone());
     }
     // A partition is rewritten only when its rows fit in fewer files than it has, so partitions
-    // already compacted at this size are left alone.
+    // already compacted at this size are left alone. A partition without rows keeps one empty
+    // file, so that the table keeps its columns.
     partitions.retain(|_, files| {
         let rows: u64 = files.iter().map(|file| file.rows).sum();
-        (rows.div_ceil(max_rows_per_file) as usize) < files.len()
+        (rows.div_ceil(max_rows_per_file).max(1) as usize) < files.len()
     });
     let mut summary = CompactSummary {
         table: table.to_string(),
-        partitions: partitions.len(),
+        partitions: 0,
         files_before: 0,
         files_after: 0,
         bytes_before: 0,
         bytes_after: 0,
         rows: 0,
         seconds: 0.0,
+        skipped: Vec::new(),
     };
     if partitions.is_empty() {
         summary.seconds = started.elapsed().as_secs_f64();
@@ -105,20 +107,25 @@ pub async fn compact_table(
             let Some((partition, files)) = pending.next() else {
                 break;
             };
-            summary.files_before += files.len();
-            summary.bytes_before += files.iter().map(|file| file.bytes).sum::<u64>();
-            superseded.extend(files.iter().map(|file| file.path.clone()));
             let write = write.clone();
             let warehouse = warehouse.clone();
             running.spawn(async move {
-                compact_partition(&warehouse, &write, &partition, &files, max_rows_per_file).await
+                compact_partition(&warehouse, &write, &partition, files, max_rows_per_file).await
             });
         }
         let Some(joined) = running.join_next().await else {
             break;
         };
         match joined.expect("compaction tasks do not panic") {
-            Ok(written) => {
+            Ok(Compacted::Skipped(message)) => {
+                summary.skipped.push(message);
+                bar.inc(1);
+            }
+            Ok(Compacted::Written(written)) => {
+                summary.partitions += 1;
+                summary.files_before += written.read.len();
+                summary.bytes_before += written.read.iter().map(|file| file.bytes).sum::<u64>();
+                superseded.extend(written.read.iter().map(|file| file.path.clone()));
                 summary.files_after += written.files;
                 summary.bytes_after += written.bytes;
                 summary.rows += written.rows;
@@ -133,9 +140,19 @@ pub async fn compact_table(
     }
     bar.finish_and_clear();
     let write = Arc::into_inner(write).expect("every compaction task has finished");
+    if outcome.is_ok()
+        && let Some(lock) = lock
+    {
+        outcome = lock.ensure_held().await;
+    }
     if let Err(error) = outcome {
         write.abort().await?;
         return Err(error);
+    }
+    if superseded.is_empty() {
+        write.abort().await?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
     }
     let spinner = progress::spinner(format!("committing {table}"));
     let committed = write.commit(Replace::Files(superseded)).await;
@@ -145,35 +162,83 @@ pub async fn compact_table(
     Ok(summary)
 }
 
-/// Files, rows and bytes that one partition's compaction staged.
+/// Returns an error for a file size limit of zero rows.
+pub fn check_max_rows(max_rows_per_file: u64) -> Result<()> {
+    if max_rows_per_file == 0 {
+        return Err(Error::InvalidArgument(
+            "invalid --max-rows-per-file 0: use 1 or more".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The outcome of compacting one partition.
+enum Compacted {
+    Written(Written),
+    /// The partition's files differ in columns, as the message describes.
+    Skipped(String),
+}
+
+/// The files one partition's compaction read, and the files, rows and bytes it staged.
 struct Written {
+    read: Vec<DataFile>,
     files: usize,
     rows: u64,
     bytes: u64,
 }
 
-/// Reads the files of one partition in order and stages their rows as new files.
+/// Reads the files of one partition in order and stages their rows as new files, after checking
+/// from their footers that they share their columns, so that a skipped partition stages nothing.
 async fn compact_partition(
     warehouse: &Warehouse,
     write: &TableWrite,
     partition: &str,
-    files: &[DataFile],
+    files: Vec<DataFile>,
     max_rows_per_file: u64,
-) -> Result<Written> {
+) -> Result<Compacted> {
     let table = write.table();
     let prefix = if partition.is_empty() {
         String::new()
     } else {
         format!("{partition}/")
     };
+    let store = warehouse.store();
+    let mut first: Option<(SchemaRef, &DataFile)> = None;
+    for file in &files {
+        let relative = format!("{table}/{}", file.path);
+        let file_schema =
+            read_parquet_schema(store.as_ref(), &warehouse.path(&relative), file.bytes)
+                .await
+                .map_err(|error| in_file(&relative, error))?;
+        match &first {
+            None => first = Some((file_schema, file)),
+            Some((schema, first_file)) if !same_columns(schema, &file_schema) => {
+                let place = if partition.is_empty() {
+                    format!("table {table}")
+                } else {
+                    format!("partition {partition} of table {table}")
+                };
+                return Ok(Compacted::Skipped(format!(
+                    "skipped {place}: {table}/{} has columns ({}) but {table}/{} has ({})",
+                    file.path,
+                    describe(&file_schema),
+                    first_file.path,
+                    describe(schema)
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let schema = first.expect("a compacted partition has files").0;
+
     let mut written = Written {
+        read: Vec::new(),
         files: 0,
         rows: 0,
         bytes: 0,
     };
-    let mut schema: Option<SchemaRef> = None;
     let mut output: Option<(ArrowWriter<Vec<u8>>, u64)> = None;
-    for file in files {
+    for file in &files {
         let relative = format!("{table}/{}", file.path);
         // Inputs are the small files that compaction exists for, so each is read whole.
         let bytes = warehouse
@@ -184,27 +249,12 @@ async fn compact_partition(
             .await?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|error| in_file(&relative, error.into()))?;
-        let file_schema = builder.schema().clone();
-        match &schema {
-            None => schema = Some(file_schema.clone()),
-            Some(first) if !same_columns(first, &file_schema) => {
-                return Err(Error::InvalidArgument(format!(
-                    "cannot compact partition {prefix:?} of table {table}: file {relative} has \
-                     columns ({}) but {} has ({}); rewrite the table with one schema first",
-                    describe(&file_schema),
-                    files[0].path,
-                    describe(first)
-                )));
-            }
-            Some(_) => {}
-        }
-        let schema = schema.clone().expect("set from the first file");
         let reader = builder
             .build()
             .map_err(|error| in_file(&relative, error.into()))?;
         for batch in reader {
             let batch = batch.map_err(|error| in_file(&relative, error.into()))?;
-            // Files may differ in whether a column is declared nullable; the first file's
+            // Files may differ in whether a column is declared nullable. The first file's
             // declaration wins, and a null in a column it declares non-nullable is an error.
             let batch =
                 arrow::record_batch::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
@@ -226,10 +276,15 @@ async fn compact_partition(
             }
         }
     }
+    if written.files == 0 && output.is_none() {
+        // A partition without rows keeps one empty file with its columns.
+        output = Some((new_writer(schema.clone())?, 0));
+    }
     if let Some((writer, rows)) = output.take() {
         stage(write, &prefix, writer, rows, &mut written).await?;
     }
-    Ok(written)
+    written.read = files;
+    Ok(Compacted::Written(written))
 }
 
 async fn stage(

@@ -268,6 +268,9 @@ impl TableWrite {
         for object in list_or_empty(store.as_ref(), &staging).await? {
             delete_if_exists(store.as_ref(), &object.location).await?;
         }
+        if let Some(local) = self.warehouse.local_folder() {
+            remove_empty_folders(&local.join(STAGING_DIR), true);
+        }
         Ok(())
     }
 }
