@@ -140,16 +140,16 @@ pub fn print_compact_summaries(
         if summary.partitions == 0 {
             println!("{}: nothing to compact", summary.table);
         } else {
+            let counted = |n: usize, noun: &str| {
+                format!("{} {noun}{}", thousands(n as u64), plural(n as u64))
+            };
             println!(
-                "{}: {} partition{} from {} file{} ({}) to {} file{} ({}), {} rows, in {:.1} s",
+                "{}: {} from {} ({}) to {} ({}), {} rows, in {:.1} s",
                 summary.table,
-                thousands(summary.partitions as u64),
-                plural(summary.partitions as u64),
-                thousands(summary.files_before as u64),
-                plural(summary.files_before as u64),
+                counted(summary.partitions, "partition"),
+                counted(summary.files_before, "file"),
                 human_bytes(summary.bytes_before),
-                thousands(summary.files_after as u64),
-                plural(summary.files_after as u64),
+                counted(summary.files_after, "file"),
                 human_bytes(summary.bytes_after),
                 thousands(summary.rows),
                 summary.seconds
