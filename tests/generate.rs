@@ -51,7 +51,7 @@ async fn same_seed_gives_same_events() {
         first.rows("SELECT * FROM profiles ORDER BY user_id").await,
         second.rows("SELECT * FROM profiles ORDER BY user_id").await
     );
-    for table in ["events", "profiles"] {
+    for table in ["events", "profiles", "truth"] {
         let manifest = second.warehouse.require_manifest(table).await.unwrap();
         let partitions: BTreeSet<&str> = manifest
             .files

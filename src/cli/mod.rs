@@ -93,7 +93,7 @@ pub struct GenerateArgs {
     /// Number of users.
     #[arg(long, default_value_t = 100_000)]
     pub users: u64,
-    /// Number of days of events, ending the day before --end-date.
+    /// Number of days of events, from --start-date.
     #[arg(long, default_value_t = 365)]
     pub days: u32,
     /// Random seed; the same seed and sizes give the same data.

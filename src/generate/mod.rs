@@ -121,7 +121,11 @@ pub async fn generate(warehouse: &Warehouse, config: &GeneratorConfig) -> Result
     spinner.finish_and_clear();
     if chunks > 1 {
         // Each chunk wrote its own file per day; queries read one file per day much faster.
-        for table in [crate::schema::EVENTS, crate::schema::PROFILES] {
+        for table in [
+            crate::schema::EVENTS,
+            crate::schema::PROFILES,
+            writer::TRUTH,
+        ] {
             crate::warehouse::compact::compact_table(
                 warehouse,
                 table,

@@ -159,6 +159,14 @@ pub async fn compact_table(
     spinner.finish_and_clear();
     committed?;
     summary.seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        table,
+        partitions = summary.partitions,
+        files_before = summary.files_before,
+        files_after = summary.files_after,
+        seconds = summary.seconds,
+        "compacted"
+    );
     Ok(summary)
 }
 
