@@ -157,10 +157,7 @@ async fn transactions_commit_all_tables_or_none() {
 #[tokio::test(flavor = "multi_thread")]
 async fn partition_replace_keeps_other_partitions() {
     let wh = TempWarehouse::new();
-    let partitioning = vec![PartitionColumn {
-        name: "day".into(),
-        data_type: PartitionType::Utf8,
-    }];
+    let partitioning = by_day();
     let write = TableWrite::begin(&wh.warehouse, "daily", partitioning.clone()).unwrap();
     for (day, values) in [("a", vec![1]), ("b", vec![2])] {
         let (schema, batch) = numbers(values);
@@ -189,10 +186,7 @@ async fn partition_replace_keeps_other_partitions() {
 /// Stages `files` (path, values) in one write to the `daily` table, partitioned by `day`, and
 /// commits them over the whole table.
 async fn commit_daily(warehouse: &Warehouse, files: &[(&str, Vec<i64>)]) {
-    let partitioning = vec![PartitionColumn {
-        name: "day".into(),
-        data_type: PartitionType::Utf8,
-    }];
+    let partitioning = by_day();
     let write = TableWrite::begin(warehouse, "daily", partitioning).unwrap();
     for (path, values) in files {
         let (schema, batch) = numbers(values.clone());
@@ -201,16 +195,22 @@ async fn commit_daily(warehouse: &Warehouse, files: &[(&str, Vec<i64>)]) {
     write.commit(Replace::All).await.unwrap();
 }
 
-fn daily_paths(warehouse: &Warehouse) -> Vec<String> {
-    let runtime = tokio::runtime::Handle::current();
-    let manifest =
-        tokio::task::block_in_place(|| runtime.block_on(warehouse.require_manifest("daily")))
-            .unwrap();
+/// Returns the partitioning of the `daily` test table: one `day` folder per value.
+fn by_day() -> Vec<PartitionColumn> {
+    vec![PartitionColumn {
+        name: "day".into(),
+        data_type: PartitionType::Utf8,
+    }]
+}
+
+/// Returns the paths of the committed files of `table`, in manifest order.
+async fn table_paths(warehouse: &Warehouse, table: &str) -> Vec<String> {
+    let manifest = warehouse.require_manifest(table).await.unwrap();
     manifest.files.into_iter().map(|file| file.path).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn compaction_merges_files_keeps_rows_and_reruns_nothing() {
+async fn compaction_merges_then_reruns_nothing() {
     let wh = TempWarehouse::new();
     commit_daily(
         &wh.warehouse,
@@ -222,7 +222,7 @@ async fn compaction_merges_files_keeps_rows_and_reruns_nothing() {
         ],
     )
     .await;
-    let before = daily_paths(&wh.warehouse);
+    let before = table_paths(&wh.warehouse, "daily").await;
     let query = "SELECT day, n FROM daily ORDER BY n";
     let rows = wh.rows(query).await;
 
@@ -239,7 +239,7 @@ async fn compaction_merges_files_keeps_rows_and_reruns_nothing() {
         (1, 3, 2, 5)
     );
     assert_eq!(wh.rows(query).await, rows);
-    let after = daily_paths(&wh.warehouse);
+    let after = table_paths(&wh.warehouse, "daily").await;
     assert_eq!(after.len(), 3);
     let b_file = before
         .iter()
@@ -261,15 +261,15 @@ async fn compaction_merges_files_keeps_rows_and_reruns_nothing() {
     // two files become one, and a second run rewrites nothing.
     let output = wh.run(&["compact", "daily", "--max-rows-per-file", "3"]);
     assert!(success(&output).contains("daily: nothing to compact"));
-    assert_eq!(daily_paths(&wh.warehouse), after);
+    assert_eq!(table_paths(&wh.warehouse, "daily").await, after);
     let output = wh.run(&["compact"]);
     assert!(success(&output).contains("daily: 1 partition from 2 files"));
-    let merged = daily_paths(&wh.warehouse);
+    let merged = table_paths(&wh.warehouse, "daily").await;
     assert_eq!(merged.len(), 2);
     let output = wh.run(&["compact", "--format", "json"]);
     let summaries: serde_json::Value = serde_json::from_str(&success(&output)).unwrap();
     assert_eq!(summaries[0]["partitions"], 0);
-    assert_eq!(daily_paths(&wh.warehouse), merged);
+    assert_eq!(table_paths(&wh.warehouse, "daily").await, merged);
     assert_eq!(wh.rows(query).await, rows);
 
     let output = wh.run(&["compact", "--max-rows-per-file", "0"]);
@@ -279,12 +279,9 @@ async fn compaction_merges_files_keeps_rows_and_reruns_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn compaction_skips_partitions_with_mismatched_files() {
+async fn compaction_skips_mismatched_partitions() {
     let wh = TempWarehouse::new();
-    let partitioning = vec![PartitionColumn {
-        name: "day".into(),
-        data_type: PartitionType::Utf8,
-    }];
+    let partitioning = by_day();
     let write = TableWrite::begin(&wh.warehouse, "daily", partitioning).unwrap();
     for (path, values) in [
         ("day=a/part-0.parquet", vec![1]),
@@ -305,7 +302,7 @@ async fn compaction_skips_partitions_with_mismatched_files() {
         .await
         .unwrap();
     write.commit(Replace::All).await.unwrap();
-    let before = daily_paths(&wh.warehouse);
+    let before = table_paths(&wh.warehouse, "daily").await;
 
     let summary = compact_table(&wh.warehouse, "daily", 100, None)
         .await
@@ -320,7 +317,7 @@ async fn compaction_skips_partitions_with_mismatched_files() {
     assert!(message.contains("daily/day=a/part-1"), "{message}");
     assert!(message.contains("n Utf8"), "{message}");
     assert!(message.contains("n Int64"), "{message}");
-    let after = daily_paths(&wh.warehouse);
+    let after = table_paths(&wh.warehouse, "daily").await;
     let day_a = |paths: &[String]| -> Vec<String> {
         paths
             .iter()
@@ -337,7 +334,7 @@ async fn compaction_skips_partitions_with_mismatched_files() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn compaction_keeps_one_empty_file_per_empty_partition() {
+async fn compaction_keeps_empty_partition_file() {
     let wh = TempWarehouse::new();
     commit_daily(
         &wh.warehouse,
@@ -352,7 +349,7 @@ async fn compaction_keeps_one_empty_file_per_empty_partition() {
         .await
         .unwrap();
     assert_eq!((summary.partitions, summary.files_after), (1, 1));
-    assert_eq!(daily_paths(&wh.warehouse).len(), 2);
+    assert_eq!(table_paths(&wh.warehouse, "daily").await.len(), 2);
     assert_eq!(wh.count("SELECT count(*) FROM daily").await, 0);
     let summary = compact_table(&wh.warehouse, "daily", 100, None)
         .await
@@ -361,17 +358,10 @@ async fn compaction_keeps_one_empty_file_per_empty_partition() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn replacing_files_that_another_write_replaced_fails() {
+async fn replacing_superseded_files_fails() {
     let wh = TempWarehouse::new();
     commit_numbers(&wh.warehouse, "numbers", vec![1]).await;
-    let old = wh
-        .warehouse
-        .require_manifest("numbers")
-        .await
-        .unwrap()
-        .files[0]
-        .path
-        .clone();
+    let old = table_paths(&wh.warehouse, "numbers").await[0].clone();
     let write = write_numbers(&wh.warehouse, "numbers", vec![2]).await;
     // Another write replaces the table before this one commits.
     commit_numbers(&wh.warehouse, "numbers", vec![3]).await;
@@ -540,14 +530,7 @@ fn s3_warehouse_round_trip() {
 async fn queries_read_one_commit() {
     let wh = TempWarehouse::new();
     commit_numbers(&wh.warehouse, "numbers", vec![1, 2]).await;
-    let first = wh
-        .warehouse
-        .require_manifest("numbers")
-        .await
-        .unwrap()
-        .files[0]
-        .path
-        .clone();
+    let first = table_paths(&wh.warehouse, "numbers").await[0].clone();
     let before = goalcast::context::build_context(&wh.warehouse, &Default::default())
         .await
         .unwrap();

@@ -109,9 +109,9 @@ pub struct GenerateArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct CompactArgs {
-    /// Tables to compact; default every table of the warehouse.
+    /// Tables to compact (default: every table of the warehouse).
     pub tables: Vec<String>,
-    /// Largest number of rows in one compacted file; larger partitions get several files.
+    /// Largest number of rows in one compacted file. Larger partitions get several files.
     #[arg(long, default_value_t = crate::warehouse::compact::DEFAULT_MAX_ROWS_PER_FILE)]
     pub max_rows_per_file: u64,
     /// Output format: table or json.
@@ -270,7 +270,7 @@ async fn compact(warehouse: &Warehouse, args: CompactArgs) -> Result<()> {
             Ok(summary) => summaries.push(summary),
             Err(error) => {
                 lock.release().await?;
-                // The tables before this one are committed; say so before the error.
+                // The tables before this one are committed, so their summaries print first.
                 output::print_compact_summaries(warehouse, &summaries, &args.format)?;
                 return Err(error);
             }

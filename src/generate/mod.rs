@@ -23,7 +23,7 @@ use crate::warehouse::Warehouse;
 use crate::warehouse::compact::DEFAULT_MAX_ROWS_PER_FILE;
 pub use model::{Calendar, EVENT_NAMES, UserTraits};
 
-/// Users generated and written together by default; bounds memory to one chunk's events per
+/// Users generated and written together by default. It bounds memory to one chunk's events per
 /// worker.
 pub const DEFAULT_CHUNK_USERS: u64 = 250_000;
 
@@ -36,7 +36,7 @@ pub struct GeneratorConfig {
     /// First generated day; events cover `[start_date, start_date + days)` in UTC.
     pub start_date: NaiveDate,
     /// Users generated and written together. Each chunk writes one file per day, and the
-    /// generator then compacts them into one; the rows do not depend on it.
+    /// generator then compacts them into one, so the rows do not depend on it.
     pub chunk_users: u64,
 }
 
@@ -68,7 +68,7 @@ pub async fn generate(warehouse: &Warehouse, config: &GeneratorConfig) -> Result
     }
     if config.chunk_users == 0 {
         return Err(Error::InvalidArgument(
-            "the generator's chunk size must be at least 1 user".into(),
+            "invalid generator chunk size 0: use 1 user or more".into(),
         ));
     }
     let started = Instant::now();
@@ -120,7 +120,7 @@ pub async fn generate(warehouse: &Warehouse, config: &GeneratorConfig) -> Result
     writes.commit().await?;
     spinner.finish_and_clear();
     if chunks > 1 {
-        // Each chunk wrote its own file per day; queries read one file per day much faster.
+        // Each chunk wrote its own file per day, and queries read one file per day faster.
         for table in [
             crate::schema::EVENTS,
             crate::schema::PROFILES,

@@ -22,7 +22,8 @@ use crate::context::{ContextOptions, empty_context, register_table};
 use crate::error::{Error, Result};
 use crate::predict::{BucketCuts, GoalDefinition, Prediction, format_micros};
 use crate::warehouse::{
-    PartitionColumn, PartitionType, Replace, TableWrite, Warehouse, encode_parquet,
+    PartitionColumn, PartitionType, Replace, TABLE_ZSTD_LEVEL, TableWrite, Warehouse,
+    encode_parquet,
 };
 use records::{CurveRecord, GoalRecord, ModelRunRecord, from_batches, to_batch};
 
@@ -313,13 +314,13 @@ pub(crate) async fn write_partition(
     partition: &str,
     batch: arrow::record_batch::RecordBatch,
 ) -> Result<()> {
-    let bytes = encode_parquet(batch.schema(), &[batch], 3)?;
+    let bytes = encode_parquet(batch.schema(), &[batch], TABLE_ZSTD_LEVEL)?;
     write_encoded_partition(warehouse, table, partition, bytes).await
 }
 
 /// Encodes `batch` as Parquet on a blocking thread.
 async fn encode_on_thread(batch: arrow::record_batch::RecordBatch) -> Result<Vec<u8>> {
-    tokio::task::spawn_blocking(move || encode_parquet(batch.schema(), &[batch], 3))
+    tokio::task::spawn_blocking(move || encode_parquet(batch.schema(), &[batch], TABLE_ZSTD_LEVEL))
         .await
         .expect("Parquet encoding does not panic")
 }

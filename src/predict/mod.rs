@@ -765,7 +765,7 @@ fn to_matrix(rows: &[[f64; FEATURE_NAMES.len()]]) -> Array2<f64> {
     Array2::from_shape_vec((rows.len(), FEATURE_NAMES.len()), flat).expect("rows have equal length")
 }
 
-/// Scores and buckets users by their probability of achieving the goal; `user_ids` come
+/// Scores and buckets users by their probability of achieving the goal. `user_ids` must come
 /// sorted.
 fn score_users(
     user_ids: Vec<String>,

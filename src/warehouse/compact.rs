@@ -18,12 +18,10 @@ use arrow::datatypes::SchemaRef;
 use object_store::ObjectStoreExt;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use super::manifest::DataFile;
-use super::write::{Replace, TableWrite};
+use super::write::{Replace, TABLE_ZSTD_LEVEL, TableWrite, parquet_writer};
 use super::{RunLock, Warehouse, read_parquet_schema};
 use crate::error::{Error, Result};
 use crate::progress;
@@ -35,7 +33,7 @@ pub const DEFAULT_MAX_ROWS_PER_FILE: u64 = 8_000_000;
 #[derive(Debug, Clone, Serialize)]
 pub struct CompactSummary {
     pub table: String,
-    /// Partitions rewritten; partitions left alone are not counted.
+    /// Number of partitions rewritten, not counting those left alone.
     pub partitions: usize,
     pub files_before: usize,
     pub files_after: usize,
@@ -170,7 +168,7 @@ pub async fn compact_table(
     Ok(summary)
 }
 
-/// Returns an error for a file size limit of zero rows.
+/// Rejects a file size limit of zero rows.
 pub fn check_max_rows(max_rows_per_file: u64) -> Result<()> {
     if max_rows_per_file == 0 {
         return Err(Error::InvalidArgument(
@@ -271,7 +269,7 @@ async fn compact_partition(
             while offset < batch.num_rows() {
                 let (writer, rows) = match &mut output {
                     Some(open) => open,
-                    None => output.insert((new_writer(schema.clone())?, 0)),
+                    None => output.insert((parquet_writer(schema.clone(), TABLE_ZSTD_LEVEL)?, 0)),
                 };
                 let room = (max_rows_per_file - *rows).min((batch.num_rows() - offset) as u64);
                 writer.write(&batch.slice(offset, room as usize))?;
@@ -286,7 +284,7 @@ async fn compact_partition(
     }
     if written.files == 0 && output.is_none() {
         // A partition without rows keeps one empty file with its columns.
-        output = Some((new_writer(schema.clone())?, 0));
+        output = Some((parquet_writer(schema.clone(), TABLE_ZSTD_LEVEL)?, 0));
     }
     if let Some((writer, rows)) = output.take() {
         stage(write, &prefix, writer, rows, &mut written).await?;
@@ -314,16 +312,9 @@ async fn stage(
         .await
 }
 
-fn new_writer(schema: SchemaRef) -> Result<ArrowWriter<Vec<u8>>> {
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
-        .build();
-    Ok(ArrowWriter::try_new(Vec::new(), schema, Some(properties))?)
-}
-
 fn in_file(relative: &str, error: Error) -> Error {
     Error::InvalidArgument(format!(
-        "cannot read {relative}: {error}; restore the file or rewrite its partition"
+        "failed to read {relative}: {error}; restore the file or rewrite its partition"
     ))
 }
 

@@ -27,7 +27,7 @@ pub use lock::RunLock;
 pub use manifest::{DataFile, Manifest, PartitionColumn, PartitionType};
 pub use name::{MAX_NAME_LEN, validate_name};
 pub use transaction::Transaction;
-pub use write::{Replace, TableWrite, encode_parquet};
+pub use write::{Replace, TABLE_ZSTD_LEVEL, TableWrite, encode_parquet, parquet_writer};
 
 /// Encodes record batches as Parquet with the fastest zstd level, for bulk writes.
 pub fn encode_parquet_fast(

@@ -101,7 +101,7 @@ impl TableWrite {
         schema: SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<()> {
-        self.put_bytes(relative, encode_parquet(schema, batches, 3)?)
+        self.put_bytes(relative, encode_parquet(schema, batches, TABLE_ZSTD_LEVEL)?)
             .await
     }
 
@@ -114,7 +114,7 @@ impl TableWrite {
         schema: SchemaRef,
         batches: &[RecordBatch],
     ) -> Result<bool> {
-        let bytes = encode_parquet(schema, batches, 3)?;
+        let bytes = encode_parquet(schema, batches, TABLE_ZSTD_LEVEL)?;
         let partition = partition_of(relative);
         let committed: Vec<DataFile> = match self.warehouse.manifest(&self.table).await? {
             Some(manifest) => manifest
@@ -330,12 +330,20 @@ pub(super) async fn finish_commit(
     Ok(manifest)
 }
 
-/// Encodes record batches as one Parquet file, compressed with zstd at `level` (1 to 22).
-pub fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch], level: i32) -> Result<Vec<u8>> {
+/// The zstd level of committed table files.
+pub const TABLE_ZSTD_LEVEL: i32 = 3;
+
+/// Returns a writer of one Parquet file into memory, compressed with zstd at `level` (1 to 22).
+pub fn parquet_writer(schema: SchemaRef, level: i32) -> Result<ArrowWriter<Vec<u8>>> {
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(level)?))
         .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(properties))?;
+    Ok(ArrowWriter::try_new(Vec::new(), schema, Some(properties))?)
+}
+
+/// Encodes record batches as one Parquet file, compressed with zstd at `level` (1 to 22).
+pub fn encode_parquet(schema: SchemaRef, batches: &[RecordBatch], level: i32) -> Result<Vec<u8>> {
+    let mut writer = parquet_writer(schema, level)?;
     for batch in batches {
         writer.write(batch)?;
     }
