@@ -575,3 +575,61 @@ async fn shared_events_read_counts_the_same() {
     assert_eq!(rows.len(), (21 + 22) * 4);
     assert_eq!(rows, separate.rows(query).await);
 }
+
+/// Rewrites the predictions of `goal_id` as three files whose rows are not sorted by user id.
+async fn shuffle_predictions(wh: &TempWarehouse, goal_id: i64) {
+    let batches = wh
+        .query(&format!(
+            "SELECT * EXCLUDE (goal_id) FROM predictions WHERE goal_id = {goal_id} \
+             ORDER BY probability DESC, user_id"
+        ))
+        .await;
+    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let write = goalcast::warehouse::TableWrite::begin(
+        &wh.warehouse,
+        "predictions",
+        goals::goal_partitioning(),
+    )
+    .unwrap();
+    let third = all.num_rows() / 3 + 1;
+    for part in 0..3 {
+        let offset = (part * third).min(all.num_rows());
+        let slice = all.slice(offset, third.min(all.num_rows() - offset));
+        write
+            .put_batches(
+                &format!("goal_id={goal_id}/part-{part}.parquet"),
+                slice.schema(),
+                &[slice],
+            )
+            .await
+            .unwrap();
+    }
+    let partition = std::collections::BTreeSet::from([format!("goal_id={goal_id}")]);
+    write
+        .commit(goalcast::warehouse::Replace::Partitions(partition))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prediction_order_does_not_change_counts() {
+    let sorted = goal_warehouse();
+    let shuffled = goal_warehouse();
+    for goal_id in [1, 2] {
+        shuffle_predictions(&shuffled, goal_id).await;
+    }
+    for goal_id in [1, 2] {
+        let folder = shuffled
+            .root()
+            .join(format!("predictions/goal_id={goal_id}"));
+        assert_eq!(std::fs::read_dir(folder).unwrap().count(), 3);
+    }
+    replay(&sorted, "1997-09-30", "1997-10-20").await;
+    replay(&shuffled, "1997-09-30", "1997-10-20").await;
+    let query = "SELECT goal_id, day, bucket, arm, users, performers, events, \
+                 round(predicted_performers, 6) AS predicted FROM goal_daily \
+                 ORDER BY goal_id, day, bucket, arm";
+    let rows = sorted.rows(query).await;
+    assert_eq!(rows.len(), (21 + 22) * 4);
+    assert_eq!(rows, shuffled.rows(query).await);
+}

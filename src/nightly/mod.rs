@@ -2,7 +2,7 @@
 //!
 //! A run for day D updates every active goal that has started by D. For each goal it counts,
 //! per bucket and arm, the members who performed a goal event from the start through the end of
-//! each day (`sql/nightly/goal_activity.sql`), and writes the days from the first one not yet
+//! each day (`activity.rs`), and writes the days from the first one not yet
 //! stored, or the last `restate_days` days when those are all stored, so that late events
 //! reach recent days while older days stay as they were. A goal whose end date is D or earlier
 //! is closed: its status becomes `expired` and `goal_results` gets its final figures.
@@ -11,6 +11,7 @@
 //! [`Transaction`]. A run that fails changes no table except for the `job_runs` row that
 //! records the failure. Runs hold the warehouse's [`RunLock`].
 
+mod activity;
 pub mod records;
 mod window;
 
@@ -29,10 +30,12 @@ use crate::engage::{self, stats::Uplift};
 use crate::error::{Error, Result};
 use crate::goals::records::{GoalRecord, from_batches, to_batch};
 use crate::goals::{self, GOALS, goal_partitioning};
-use crate::models::{self, SqlModel, timestamp_parameter};
+use crate::models::{self, SqlModel};
 use crate::predict::{self, BUCKETS, Direction, format_micros, local_midnight_micros};
-use crate::warehouse::{Replace, RunLock, TableWrite, Transaction, Warehouse};
-use records::{ALL_ARMS, ALL_BUCKETS, CONTROL, DailyRecord, JobRunRecord, ResultRecord, TEST};
+use crate::warehouse::{Manifest, Replace, RunLock, TableWrite, Transaction, Warehouse};
+use records::{
+    ALL_ARMS, ALL_BUCKETS, CONTROL, DailyRecord, JobRunRecord, NO_ARM, ResultRecord, TEST,
+};
 use window::GoalSpan;
 
 pub const GOAL_DAILY: &str = "goal_daily";
@@ -56,18 +59,13 @@ pub const DEFAULT_RESTATE_DAYS: u32 = 3;
 /// The steps of a run, in order; a test can inject a failure after any of them.
 pub const STEPS: &[&str] = &["goal_daily", "goal_results", "goals", "job_runs"];
 
-const GOAL_MEMBERS: SqlModel = SqlModel {
-    path: "sql/nightly/goal_members.sql",
-    sql: include_str!("../../sql/nightly/goal_members.sql"),
-};
-
-const GOAL_ACTIVITY: SqlModel = SqlModel {
-    path: "sql/nightly/goal_activity.sql",
-    sql: include_str!("../../sql/nightly/goal_activity.sql"),
+const ARM_COUNTS: SqlModel = SqlModel {
+    path: "sql/nightly/arm_counts.sql",
+    sql: include_str!("../../sql/nightly/arm_counts.sql"),
 };
 
 /// The nightly models, for tests that plan each one.
-pub const MODELS: &[SqlModel] = &[GOAL_MEMBERS, GOAL_ACTIVITY];
+pub const MODELS: &[SqlModel] = &[ARM_COUNTS, activity::EVENT_DAYS];
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -340,12 +338,28 @@ async fn stage_run(
     }
     let shared: Vec<&GoalSpan> = spans.iter().map(|(_, span)| span).collect();
     window::share_window_events(&ctx, warehouse, &shared, options.max_shared_events).await?;
+    // Each goal's pass reads the predictions files that this manifest lists.
+    let predictions = match spans.is_empty() {
+        true => None,
+        false => Some(
+            warehouse
+                .manifest(goals::PREDICTIONS)
+                .await?
+                .ok_or_else(|| {
+                    Error::InvalidArgument(format!(
+                        "the warehouse has active goals but no {} table; create the goals again",
+                        goals::PREDICTIONS
+                    ))
+                })?,
+        ),
+    };
 
     for (index, span) in &spans {
         let goal = &mut all_goals[*index];
         let definition = &span.definition;
         let last_day = span.last_day;
-        let computed = compute_goal(&ctx, goal, span, options).await?;
+        let predictions = predictions.as_ref().expect("read when a goal is counted");
+        let computed = compute_goal(&ctx, warehouse, predictions, goal, span, options).await?;
         let partition = format!("goal_id={}", goal.goal_id);
         let batch = to_batch(records::goal_daily_schema(), &computed.rows)?;
         let changed = daily_write
@@ -495,15 +509,6 @@ struct MemberCount {
 }
 
 #[derive(Debug, Deserialize)]
-struct Activity {
-    bucket: String,
-    arm: String,
-    day: String,
-    new_performers: i64,
-    events: i64,
-}
-
-#[derive(Debug, Deserialize)]
 struct CurveDay {
     day: String,
     expected_cumulative: f64,
@@ -514,6 +519,8 @@ struct CurveDay {
 /// Computes the goal's rows through `last_day` and merges them with its stored rows.
 async fn compute_goal(
     ctx: &SessionContext,
+    warehouse: &Warehouse,
+    predictions: &Manifest,
     goal: &GoalRecord,
     span: &GoalSpan,
     options: &RunOptions,
@@ -544,24 +551,7 @@ async fn compute_goal(
         .unwrap_or(start_day);
     let first_day = next_unstored.min(restate_from).max(start_day);
 
-    let goal_id_parameter = ScalarValue::Int64(Some(goal_id));
-    let members = models::dataframe(ctx, GOAL_MEMBERS, &[("goal_id", goal_id_parameter)]).await?;
-    ctx.deregister_table("goal_members")?;
-    ctx.register_table("goal_members", members.into_view())?;
-    let started = std::time::Instant::now();
-    let counts: Vec<MemberCount> = from_batches(
-        &ctx.sql(
-            "SELECT bucket, arm, count(*) AS users, sum(probability) AS expected \
-             FROM goal_members GROUP BY bucket, arm",
-        )
-        .await?
-        .collect()
-        .await?,
-    )?;
-
-    let counted = started.elapsed();
     predict::register_goal_events_unchecked(ctx, definition).await?;
-    let through = span.through_micros()?;
     let zone_name = zone.name();
     if !zone_name
         .chars()
@@ -571,25 +561,27 @@ async fn compute_goal(
             "time zone {zone_name:?} of goal {goal_id} cannot be used in SQL"
         )));
     }
-    let activity_sql = GOAL_ACTIVITY.sql.replace("{zone}", zone_name);
-    let activity: Vec<Activity> = from_batches(
-        &models::dataframe_from_text(
-            ctx,
-            &activity_sql,
-            &[
-                ("start", timestamp_parameter(definition.start_micros)),
-                ("through", timestamp_parameter(through)),
-            ],
-        )
-        .await?
-        .collect()
-        .await?,
+    let started = std::time::Instant::now();
+    let parameters = [("goal_id", ScalarValue::Int64(Some(goal_id)))];
+    let arms: Vec<MemberCount> = from_batches(
+        &models::dataframe(ctx, ARM_COUNTS, &parameters)
+            .await?
+            .collect()
+            .await?,
     )?;
-
+    let arms_time = started.elapsed();
+    let window = activity::Window {
+        zone_name,
+        start_micros: definition.start_micros,
+        through_micros: span.through_micros()?,
+    };
+    let pass = activity::count_goal(ctx, warehouse, predictions, goal_id, &window).await?;
+    let counts = member_cells(pass.buckets, arms);
+    let activity = pass.activity;
     tracing::debug!(
         goal_id,
-        members_seconds = counted.as_secs_f64(),
-        activity_seconds = (started.elapsed() - counted).as_secs_f64(),
+        arms_seconds = arms_time.as_secs_f64(),
+        members_and_activity_seconds = (started.elapsed() - arms_time).as_secs_f64(),
         "counted the goal's members and activity"
     );
     let curve: Vec<CurveDay> = from_batches(
@@ -629,6 +621,30 @@ async fn compute_goal(
     Ok(ComputedGoal { rows, days_written })
 }
 
+/// Returns one cell per bucket and arm: the arm rows of `sql/nightly/arm_counts.sql`, and per
+/// bucket the members that no arm lists, with arm "none".
+fn member_cells(buckets: Vec<activity::BucketTotal>, arms: Vec<MemberCount>) -> Vec<MemberCount> {
+    let mut cells = Vec::new();
+    for total in buckets {
+        let (armed_users, armed_expected) = arms
+            .iter()
+            .filter(|cell| cell.bucket == total.bucket)
+            .fold((0, 0.0), |(users, expected), cell| {
+                (users + cell.users, expected + cell.expected)
+            });
+        if total.users > armed_users {
+            cells.push(MemberCount {
+                bucket: total.bucket,
+                arm: NO_ARM.to_string(),
+                users: total.users - armed_users,
+                expected: total.expected - armed_expected,
+            });
+        }
+    }
+    cells.extend(arms);
+    cells
+}
+
 fn parse_day(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
 }
@@ -655,7 +671,7 @@ fn arm_rank(arm: &str) -> usize {
 fn daily_rows(
     goal: &GoalRecord,
     counts: &[MemberCount],
-    activity: &[Activity],
+    activity: &[activity::Activity],
     curve: &BTreeMap<NaiveDate, CurveDay>,
     start_day: NaiveDate,
     first_day: NaiveDate,
@@ -710,11 +726,9 @@ fn daily_rows(
             .iter()
             .filter(|cell| covers(bucket, arm, &cell.bucket, &cell.arm))
         {
-            if let Some(day) = parse_day(&cell.day) {
-                let entry = by_day.entry(day).or_default();
-                entry.0 += cell.new_performers;
-                entry.1 += cell.events;
-            }
+            let entry = by_day.entry(cell.day).or_default();
+            entry.0 += cell.new_performers;
+            entry.1 += cell.events;
         }
         let headline = bucket == ALL_BUCKETS && arm == ALL_ARMS;
         let (mut performers, mut cumulative_events) = (0, 0);

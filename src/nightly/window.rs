@@ -1,11 +1,12 @@
 //! The days each goal of a run counts, and one shared read of the events those goals count.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::datatypes::Date32Type;
 use chrono::{NaiveDate, Utc};
 use chrono_tz::Tz;
-use datafusion::prelude::{SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
 
 use crate::error::Result;
@@ -126,14 +127,54 @@ pub(super) async fn share_window_events(
         .and(col("event_date").gt_eq(date(first_date)))
         .and(col("event_date").lt_eq(date(last_date)));
 
-    let rows = ctx.table("events").await?.filter(condition)?;
+    let events = ctx.table("events").await?;
+    let columns = shared_columns(&events, spans);
+    let rows = events.clone().filter(condition)?.select_columns(&columns)?;
     let memory = predict::sample::copy_to_memory(rows, "the goals' events").await?;
     ctx.deregister_table("events")?;
     ctx.register_table("events", Arc::new(memory))?;
     tracing::info!(
         goals = spans.len(),
         window_rows,
+        columns = columns.join(", "),
         "read the goals' events once"
     );
     Ok(())
+}
+
+/// Returns the columns of `events` that the goals of `spans` read: the ones every goal reads
+/// and the ones their event filters name, in table order. A filter that does not parse keeps
+/// every column, and the goal reports the error when it registers its events.
+fn shared_columns<'a>(events: &'a DataFrame, spans: &[&GoalSpan]) -> Vec<&'a str> {
+    let mut needed: BTreeSet<String> = ["user_id", "event_name", "event_time", "event_date"]
+        .map(String::from)
+        .into();
+    for span in spans {
+        let Some(filter) = &span.definition.event_filter else {
+            continue;
+        };
+        match events.parse_sql_expr(filter) {
+            Ok(expression) => needed.extend(
+                expression
+                    .column_refs()
+                    .into_iter()
+                    .map(|column| column.name.clone()),
+            ),
+            Err(_) => {
+                return events
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|field| field.name().as_str())
+                    .collect();
+            }
+        }
+    }
+    events
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.name().as_str())
+        .filter(|name| needed.contains(*name))
+        .collect()
 }

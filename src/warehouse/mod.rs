@@ -337,6 +337,63 @@ pub(crate) async fn read_parquet_schema(
     Ok(Arc::new(schema))
 }
 
+/// A Parquet file of the warehouse, read by byte ranges, for readers that decode it directly
+/// instead of through a query.
+#[derive(Clone)]
+pub(crate) struct StoreFile {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+impl StoreFile {
+    /// Opens the file at `path` of the warehouse's store, of `size` bytes as its manifest records.
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, path: Path, size: u64) -> Self {
+        StoreFile { store, path, size }
+    }
+}
+
+impl parquet::arrow::async_reader::AsyncFileReader for StoreFile {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|error| parquet::errors::ParquetError::External(Box::new(error)))
+        })
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        Box::pin(async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(|error| parquet::errors::ParquetError::External(Box::new(error)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        parquet::errors::Result<Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        Box::pin(async move {
+            read_parquet_metadata(self.store.as_ref(), &self.path, self.size)
+                .await
+                .map(Arc::new)
+                .map_err(|error| parquet::errors::ParquetError::External(Box::new(error)))
+        })
+    }
+}
+
 fn slash(prefix: &str) -> &'static str {
     if prefix.is_empty() { "" } else { "/" }
 }
