@@ -20,9 +20,16 @@ use std::sync::Arc;
 
 use chrono::{NaiveDate, Utc};
 use chrono_tz::Tz;
+use datafusion::catalog::{
+    CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList,
+    MemorySchemaProvider, SchemaProvider,
+};
 use datafusion::datasource::MemTable;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
+use futures::future::BoxFuture;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::context::{ContextOptions, build_context};
@@ -354,12 +361,30 @@ async fn stage_run(
         ),
     };
 
-    for (index, span) in &spans {
+    // Goals are counted two at a time, each in its own session because each registers its own
+    // `goal_events`. One goal's count keeps the second core busy only part of the time.
+    let all_computed: Vec<ComputedGoal> = match &predictions {
+        None => Vec::new(),
+        Some(predictions) => {
+            let mut counts: Vec<BoxFuture<'_, Result<ComputedGoal>>> = Vec::new();
+            for (index, span) in &spans {
+                let (ctx, goal) = (&ctx, &all_goals[*index]);
+                counts.push(Box::pin(async move {
+                    let goal_ctx = fork_session(ctx).await?;
+                    compute_goal(&goal_ctx, warehouse, predictions, goal, span, options).await
+                }));
+            }
+            futures::stream::iter(counts)
+                .buffered(GOALS_AT_ONCE)
+                .try_collect()
+                .await?
+        }
+    };
+
+    for ((index, span), computed) in spans.iter().zip(all_computed) {
         let goal = &mut all_goals[*index];
         let definition = &span.definition;
         let last_day = span.last_day;
-        let predictions = predictions.as_ref().expect("read when a goal is counted");
-        let computed = compute_goal(&ctx, warehouse, predictions, goal, span, options).await?;
         let partition = format!("goal_id={}", goal.goal_id);
         let batch = to_batch(records::goal_daily_schema(), &computed.rows)?;
         let changed = daily_write
@@ -443,6 +468,38 @@ async fn stage_run(
         goals: updates,
         rows_written,
     })
+}
+
+/// Goals a run counts at the same time.
+const GOALS_AT_ONCE: usize = 2;
+
+/// Returns a session with the configuration, runtime and tables of `ctx` in a catalog of its
+/// own, so that the tables and views it registers stay out of `ctx`.
+async fn fork_session(ctx: &SessionContext) -> Result<SessionContext> {
+    let options = ctx.copied_config();
+    let defaults = &options.options().catalog;
+    let (catalog_name, schema_name) = (
+        defaults.default_catalog.clone(),
+        defaults.default_schema.clone(),
+    );
+    let source = ctx
+        .catalog(&catalog_name)
+        .and_then(|catalog| catalog.schema(&schema_name))
+        .expect("every session has its default schema");
+    let schema = Arc::new(MemorySchemaProvider::new());
+    for name in source.table_names() {
+        if let Some(table) = source.table(&name).await? {
+            schema.register_table(name, table)?;
+        }
+    }
+    let catalog = Arc::new(MemoryCatalogProvider::new());
+    catalog.register_schema(&schema_name, schema)?;
+    let catalogs = Arc::new(MemoryCatalogProviderList::new());
+    catalogs.register_catalog(catalog_name, catalog);
+    let state = SessionStateBuilder::new_from_existing(ctx.state())
+        .with_catalog_list(catalogs)
+        .build();
+    Ok(SessionContext::new_with_state(state))
 }
 
 /// Stages `job_runs` with its existing rows and `record` appended.
