@@ -19,6 +19,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::error::{Error, Result};
 use crate::warehouse::{Manifest, PartitionType, Warehouse};
 
+mod distinct;
 mod snapshot;
 
 /// The default DataFusion memory pool size: 4 GiB. Operators that need more spill to disk.
@@ -84,6 +85,7 @@ pub fn empty_context(warehouse: &Warehouse, options: &ContextOptions) -> Result<
         config = config.with_target_partitions(partitions);
     }
     let ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.add_optimizer_rule(Arc::new(distinct::CountsBesideDistinct));
     // `sample_key(user_id)` lets an analyst reproduce the users a model was trained on.
     ctx.register_udf(crate::predict::sample::sample_key_udf());
     ctx.register_object_store(&warehouse.store_url(), warehouse.store().clone());
