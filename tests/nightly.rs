@@ -3,9 +3,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{Field, Schema};
 
 use chrono::{NaiveDate, TimeZone};
 use common::{TempWarehouse, failure, success};
@@ -15,7 +18,7 @@ use goalcast::goals;
 use goalcast::nightly::{self, RunDay, RunOptions};
 use goalcast::predict::{self, BucketCuts, Direction, GoalDefinition, PredictOptions};
 use goalcast::segments::SegmentCatalog;
-use goalcast::warehouse::{RunLock, Warehouse};
+use goalcast::warehouse::{Replace, RunLock, TableWrite, Warehouse};
 
 fn day(text: &str) -> NaiveDate {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
@@ -576,39 +579,46 @@ async fn shared_events_read_counts_the_same() {
     assert_eq!(rows, separate.rows(query).await);
 }
 
-/// Rewrites the predictions of `goal_id` as three files whose rows are not sorted by user id.
-async fn shuffle_predictions(wh: &TempWarehouse, goal_id: i64) {
+/// Returns the stored predictions of `goal_id` in one batch, in the order `order_by` gives.
+async fn predictions_of(wh: &TempWarehouse, goal_id: i64, order_by: &str) -> RecordBatch {
     let batches = wh
         .query(&format!(
             "SELECT * EXCLUDE (goal_id) FROM predictions WHERE goal_id = {goal_id} \
-             ORDER BY probability DESC, user_id"
+             ORDER BY {order_by}"
         ))
         .await;
-    let all = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
-    let write = goalcast::warehouse::TableWrite::begin(
-        &wh.warehouse,
-        "predictions",
-        goals::goal_partitioning(),
-    )
-    .unwrap();
-    let third = all.num_rows() / 3 + 1;
-    for part in 0..3 {
-        let offset = (part * third).min(all.num_rows());
-        let slice = all.slice(offset, third.min(all.num_rows() - offset));
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// Replaces the predictions of `goal_id` with one file per batch of `files`.
+async fn replace_predictions(wh: &TempWarehouse, goal_id: i64, files: &[RecordBatch]) {
+    let write =
+        TableWrite::begin(&wh.warehouse, "predictions", goals::goal_partitioning()).unwrap();
+    for (index, batch) in files.iter().enumerate() {
         write
             .put_batches(
-                &format!("goal_id={goal_id}/part-{part}.parquet"),
-                slice.schema(),
-                &[slice],
+                &format!("goal_id={goal_id}/part-{index}.parquet"),
+                batch.schema(),
+                std::slice::from_ref(batch),
             )
             .await
             .unwrap();
     }
-    let partition = std::collections::BTreeSet::from([format!("goal_id={goal_id}")]);
-    write
-        .commit(goalcast::warehouse::Replace::Partitions(partition))
-        .await
-        .unwrap();
+    let partition = BTreeSet::from([format!("goal_id={goal_id}")]);
+    write.commit(Replace::Partitions(partition)).await.unwrap();
+}
+
+/// Rewrites the predictions of `goal_id` as three files whose rows are not sorted by user id.
+async fn shuffle_predictions(wh: &TempWarehouse, goal_id: i64) {
+    let all = predictions_of(wh, goal_id, "probability DESC, user_id").await;
+    let third = all.num_rows() / 3 + 1;
+    let files: Vec<RecordBatch> = (0..3)
+        .map(|part| {
+            let offset = (part * third).min(all.num_rows());
+            all.slice(offset, third.min(all.num_rows() - offset))
+        })
+        .collect();
+    replace_predictions(wh, goal_id, &files).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -632,4 +642,50 @@ async fn prediction_order_does_not_change_counts() {
     let rows = sorted.rows(query).await;
     assert_eq!(rows.len(), (21 + 22) * 4);
     assert_eq!(rows, shuffled.rows(query).await);
+}
+
+/// Rewrites the predictions of `goal_id` with `bucket` null in the first row.
+async fn null_first_bucket(wh: &TempWarehouse, goal_id: i64) {
+    let all = predictions_of(wh, goal_id, "user_id").await;
+    let index = all.schema().index_of("bucket").unwrap();
+    let buckets = all.column(index).as_string::<i32>();
+    let with_null: StringArray = (0..buckets.len())
+        .map(|row| (row > 0).then(|| buckets.value(row)))
+        .collect();
+
+    let fields: Vec<Field> = all
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| field.as_ref().clone().with_nullable(true))
+        .collect();
+    let mut columns = all.columns().to_vec();
+    columns[index] = Arc::new(with_null);
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    replace_predictions(wh, goal_id, &[batch]).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn damaged_predictions_fail_by_file() {
+    let nulls = goal_warehouse();
+    null_first_bucket(&nulls, 1).await;
+    let error = failure(&nulls.run(&["run", "--date", "1997-10-05"]));
+    assert!(error.contains("predictions/goal_id=1/"), "{error}");
+    assert!(error.contains("1 rows have no bucket"), "{error}");
+
+    let truncated = goal_warehouse();
+    let folder = truncated.root().join("predictions/goal_id=2");
+    let file = std::fs::read_dir(&folder)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let error = failure(&truncated.run(&["run", "--date", "1997-10-05"]));
+    assert!(
+        error.contains("failed to read predictions/goal_id=2/"),
+        "{error}"
+    );
 }

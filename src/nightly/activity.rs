@@ -220,8 +220,9 @@ async fn prediction_parts(
         }
     }
     if parts.is_empty() {
-        return Err(internal(&format!(
-            "goal {goal_id} has no files in the predictions table"
+        return Err(Error::InvalidArgument(format!(
+            "goal {goal_id} has no files in the predictions table; archive the goal and create \
+             it again"
         )));
     }
     Ok(parts)
@@ -269,9 +270,24 @@ impl EventDays {
         self.user_ids.value(row)
     }
 
-    /// Returns the first row whose user id is not less than `user_id`.
-    fn lower_bound(&self, user_id: &str) -> usize {
-        let (mut low, mut high) = (0, self.len());
+    /// Returns the first row at or after `from` whose user id is not less than `user_id`, given
+    /// that the rows before `from` have smaller ids. It probes 1, 2, 4... rows ahead and then
+    /// searches between the last two probes, so a near row costs a comparison or two and a far
+    /// one a logarithmic number.
+    fn seek(&self, from: usize, user_id: &str) -> usize {
+        let mut low = from;
+        let mut step = 1;
+        let mut high = loop {
+            let probe = low.saturating_add(step - 1);
+            if probe >= self.len() {
+                break self.len();
+            }
+            if self.user_id(probe) >= user_id {
+                break probe;
+            }
+            low = probe + 1;
+            step *= 2;
+        };
         while low < high {
             let middle = low + (high - low) / 2;
             if self.user_id(middle) < user_id {
@@ -299,8 +315,8 @@ struct Counts {
 /// events.
 ///
 /// A part is expected sorted by user id. While the ids ascend, the cursor in the event rows only
-/// moves forward. An id smaller than the one before starts over with a binary search, so rows in
-/// any order are still counted correctly, only more slowly.
+/// moves forward. An id smaller than the one before starts over from the first event row. Each
+/// move is an exponential search, so rows in any order cost a logarithmic search each.
 async fn count_part(part: Part, event_days: Arc<EventDays>) -> Result<Counts> {
     let in_file = |error: Error| unreadable(&part.path, error);
     let mut stream = part
@@ -313,15 +329,14 @@ async fn count_part(part: Part, event_days: Arc<EventDays>) -> Result<Counts> {
     let mut previous: Option<String> = None;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|error| in_file(error.into()))?;
-        let user_ids = utf8_column(&batch, "user_id")?;
+        let user_ids = utf8_column(&batch, "user_id").map_err(in_file)?;
         let probabilities = batch
             .column_by_name("probability")
-            .and_then(|column| column.as_primitive_opt::<Float64Type>())
-            .ok_or_else(|| {
-                in_file(Error::InvalidArgument(
-                    "missing Float64 column probability".into(),
-                ))
-            })?;
+            .map(|column| cast(column, &DataType::Float64))
+            .transpose()
+            .map_err(|error| in_file(error.into()))?
+            .ok_or_else(|| in_file(Error::InvalidArgument("missing column probability".into())))?;
+        let probabilities = probabilities.as_primitive::<Float64Type>();
         let buckets = batch
             .column_by_name("bucket")
             .and_then(|column| column.as_dictionary_opt::<Int32Type>())
@@ -330,6 +345,17 @@ async fn count_part(part: Part, event_days: Arc<EventDays>) -> Result<Counts> {
                     "missing string column bucket".into(),
                 ))
             })?;
+        for (name, nulls) in [
+            ("user_id", user_ids.null_count()),
+            ("bucket", buckets.null_count()),
+            ("probability", probabilities.null_count()),
+        ] {
+            if nulls > 0 {
+                return Err(in_file(Error::InvalidArgument(format!(
+                    "{nulls} rows have no {name}"
+                ))));
+            }
+        }
         // This batch's dictionary entries as indices into `counts.buckets`.
         let names = buckets.values().as_string::<i32>();
         let bucket_of: Vec<usize> = (0..names.len())
@@ -351,12 +377,10 @@ async fn count_part(part: Part, event_days: Arc<EventDays>) -> Result<Counts> {
 
             let user_id = user_ids.value(row);
             if last.is_none_or(|last| last > user_id) {
-                cursor = event_days.lower_bound(user_id);
+                cursor = 0;
             }
             last = Some(user_id);
-            while cursor < event_days.len() && event_days.user_id(cursor) < user_id {
-                cursor += 1;
-            }
+            cursor = event_days.seek(cursor, user_id);
             let arm = match event_days.arms.get(cursor) {
                 Some(arm) if event_days.user_id(cursor) == user_id => *arm,
                 _ => continue,

@@ -608,7 +608,14 @@ async fn compute_goal(
         .unwrap_or(start_day);
     let first_day = next_unstored.min(restate_from).max(start_day);
 
-    predict::register_goal_events_unchecked(ctx, definition).await?;
+    predict::register_goal_events_unchecked(ctx, definition)
+        .await
+        .map_err(|error| {
+            Error::InvalidArgument(format!(
+                "goal {goal_id} ({}): {error}; archive the goal and create it again",
+                goal.name
+            ))
+        })?;
     let zone_name = zone.name();
     if !zone_name
         .chars()
@@ -618,7 +625,15 @@ async fn compute_goal(
             "time zone {zone_name:?} of goal {goal_id} cannot be used in SQL"
         )));
     }
+    // The pass reads the predictions files first, so that a damaged file is reported by name.
     let started = std::time::Instant::now();
+    let window = activity::Window {
+        zone_name,
+        start_micros: definition.start_micros,
+        through_micros: span.through_micros()?,
+    };
+    let pass = activity::count_goal(ctx, warehouse, predictions, goal_id, &window).await?;
+    let pass_time = started.elapsed();
     let parameters = [("goal_id", ScalarValue::Int64(Some(goal_id)))];
     let arms: Vec<MemberCount> = from_batches(
         &models::dataframe(ctx, ARM_COUNTS, &parameters)
@@ -626,21 +641,14 @@ async fn compute_goal(
             .collect()
             .await?,
     )?;
-    let arms_time = started.elapsed();
-    let window = activity::Window {
-        zone_name,
-        start_micros: definition.start_micros,
-        through_micros: span.through_micros()?,
-    };
-    let pass = activity::count_goal(ctx, warehouse, predictions, goal_id, &window).await?;
-    let counts = member_cells(pass.buckets, arms);
-    let activity = pass.activity;
     tracing::debug!(
         goal_id,
-        arms_seconds = arms_time.as_secs_f64(),
-        members_and_activity_seconds = (started.elapsed() - arms_time).as_secs_f64(),
+        members_and_activity_seconds = pass_time.as_secs_f64(),
+        arms_seconds = (started.elapsed() - pass_time).as_secs_f64(),
         "counted the goal's members and activity"
     );
+    let counts = member_cells(pass.buckets, arms);
+    let activity = pass.activity;
     let curve: Vec<CurveDay> = from_batches(
         &ctx.sql(&format!(
             "SELECT day, expected_cumulative, low, high FROM goal_curves \
