@@ -5,12 +5,14 @@
 
 use std::collections::HashMap;
 
+use arrow::array::{ArrayRef, AsArray, Float64Array, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::ParamValues;
 use datafusion::common::metadata::ScalarAndMetadata;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One SQL model: its path under `sql/` and its text.
 #[derive(Debug, Clone, Copy)]
@@ -60,4 +62,30 @@ pub async fn dataframe_from_text(
 /// Returns a UTC timestamp parameter value from microseconds since the epoch.
 pub fn timestamp_parameter(micros: i64) -> ScalarValue {
     ScalarValue::TimestampMicrosecond(Some(micros), Some("UTC".into()))
+}
+
+/// Returns column `name` of `batch` cast to `data_type`.
+pub(crate) fn cast_column(
+    batch: &RecordBatch,
+    name: &str,
+    data_type: &DataType,
+) -> Result<ArrayRef> {
+    let column = batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::InvalidArgument(format!("missing column {name}")))?;
+    Ok(arrow::compute::cast(column, data_type)?)
+}
+
+/// Returns column `name` of `batch` as a plain string array, whichever string type it has.
+pub(crate) fn text_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
+    Ok(cast_column(batch, name, &DataType::Utf8)?
+        .as_string::<i32>()
+        .clone())
+}
+
+/// Returns column `name` of `batch` as a Float64 array, whichever numeric type it has.
+pub(crate) fn float_column(batch: &RecordBatch, name: &str) -> Result<Float64Array> {
+    Ok(cast_column(batch, name, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone())
 }

@@ -9,6 +9,10 @@
 --
 -- The members of a bucket that no arm lists are the bucket's members minus its arm rows, which
 -- the nightly job counts in its pass over the predictions (src/nightly/activity.rs).
+--
+-- NOTE: sum() adds in the order the scan yields rows. With several predictions files per goal
+-- that order can vary, so a rerun may rewrite goal_daily with expected performers that differ in
+-- the last digit. Goal creation writes one file per goal, which reruns byte for byte.
 
 with
 

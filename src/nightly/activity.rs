@@ -11,9 +11,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
-use arrow::compute::{cast, concat_batches};
-use arrow::datatypes::{DataType, Date32Type, Field, Float64Type, Int32Type, Schema};
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, Date32Type, Field, Int32Type, Schema};
 use chrono::NaiveDate;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
@@ -23,7 +23,7 @@ use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::ParquetRecordBatchStreamBuilder;
 
 use crate::error::{Error, Result};
-use crate::models::{self, SqlModel, timestamp_parameter};
+use crate::models::{self, SqlModel, float_column, text_column, timestamp_parameter};
 use crate::warehouse::{Manifest, StoreFile, Warehouse};
 
 pub(super) const EVENT_DAYS: SqlModel = SqlModel {
@@ -91,7 +91,7 @@ pub(super) async fn count_goal(
     )?)?);
 
     let parts = prediction_parts(warehouse, predictions, goal_id).await?;
-    // The parts run in parallel; each walks its rows in stored order.
+    // The parts run in parallel, and each walks its rows in stored order.
     let counted: Vec<Counts> = futures::stream::iter(parts.into_iter().map(|part| {
         let event_days = event_days.clone();
         async move {
@@ -239,14 +239,14 @@ struct EventDays {
 
 impl EventDays {
     fn new(batch: &RecordBatch) -> Result<Self> {
-        let user_ids = utf8_column(batch, "user_id")?;
+        let user_ids = text_column(batch, "user_id")?;
         let days = batch
             .column_by_name("day")
             .and_then(|column| column.as_primitive_opt::<Date32Type>())
             .ok_or_else(|| internal("event days without a date column day"))?
             .values()
             .to_vec();
-        let arm_column = utf8_column(batch, "arm")?;
+        let arm_column = text_column(batch, "arm")?;
         let mut arm_names = Vec::new();
         let arms = (0..arm_column.len())
             .map(|row| intern(&mut arm_names, arm_column.value(row)))
@@ -329,14 +329,8 @@ async fn count_part(part: Part, event_days: Arc<EventDays>) -> Result<Counts> {
     let mut previous: Option<String> = None;
     while let Some(batch) = stream.next().await {
         let batch = batch.map_err(|error| in_file(error.into()))?;
-        let user_ids = utf8_column(&batch, "user_id").map_err(in_file)?;
-        let probabilities = batch
-            .column_by_name("probability")
-            .map(|column| cast(column, &DataType::Float64))
-            .transpose()
-            .map_err(|error| in_file(error.into()))?
-            .ok_or_else(|| in_file(Error::InvalidArgument("missing column probability".into())))?;
-        let probabilities = probabilities.as_primitive::<Float64Type>();
+        let user_ids = text_column(&batch, "user_id").map_err(in_file)?;
+        let probabilities = float_column(&batch, "probability").map_err(in_file)?;
         let buckets = batch
             .column_by_name("bucket")
             .and_then(|column| column.as_dictionary_opt::<Int32Type>())
@@ -409,18 +403,6 @@ fn intern(names: &mut Vec<String>, name: &str) -> usize {
             names.len() - 1
         }
     }
-}
-
-/// Returns column `name` of `batch` as a plain string array, whichever string type it has.
-fn utf8_column(batch: &RecordBatch, name: &str) -> Result<StringArray> {
-    let column: &ArrayRef = batch
-        .column_by_name(name)
-        .ok_or_else(|| internal(&format!("no column {name}")))?;
-    let column = match column.data_type() {
-        DataType::Utf8 => column.clone(),
-        _ => cast(column, &DataType::Utf8)?,
-    };
-    Ok(column.as_string::<i32>().clone())
 }
 
 /// Returns the error for a predictions file that cannot be read.

@@ -345,41 +345,33 @@ async fn stage_run(
     }
     let shared: Vec<&GoalSpan> = spans.iter().map(|(_, span)| span).collect();
     window::share_window_events(&ctx, warehouse, &shared, options.max_shared_events).await?;
-    // Each goal's pass reads the predictions files that this manifest lists.
-    let predictions = match spans.is_empty() {
-        true => None,
-        false => Some(
-            warehouse
-                .manifest(goals::PREDICTIONS)
-                .await?
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "the warehouse has active goals but no {} table; create the goals again",
-                        goals::PREDICTIONS
-                    ))
-                })?,
-        ),
-    };
-
     // Goals are counted two at a time, each in its own session because each registers its own
     // `goal_events`. One goal's count keeps the second core busy only part of the time.
-    let all_computed: Vec<ComputedGoal> = match &predictions {
-        None => Vec::new(),
-        Some(predictions) => {
-            let mut counts: Vec<BoxFuture<'_, Result<ComputedGoal>>> = Vec::new();
-            for (index, span) in &spans {
-                let (ctx, goal) = (&ctx, &all_goals[*index]);
-                counts.push(Box::pin(async move {
-                    let goal_ctx = fork_session(ctx).await?;
-                    compute_goal(&goal_ctx, warehouse, predictions, goal, span, options).await
-                }));
-            }
-            futures::stream::iter(counts)
-                .buffered(GOALS_AT_ONCE)
-                .try_collect()
-                .await?
+    let mut all_computed: Vec<ComputedGoal> = Vec::new();
+    if !spans.is_empty() {
+        // Each goal's pass reads the predictions files that this manifest lists.
+        let predictions = &warehouse
+            .manifest(goals::PREDICTIONS)
+            .await?
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "the warehouse has active goals but no {} table; create the goals again",
+                    goals::PREDICTIONS
+                ))
+            })?;
+        let mut counts: Vec<BoxFuture<'_, Result<ComputedGoal>>> = Vec::new();
+        for (index, span) in &spans {
+            let (ctx, goal) = (&ctx, &all_goals[*index]);
+            counts.push(Box::pin(async move {
+                let goal_ctx = fork_session(ctx).await?;
+                compute_goal(&goal_ctx, warehouse, predictions, goal, span, options).await
+            }));
         }
-    };
+        all_computed = futures::stream::iter(counts)
+            .buffered(GOALS_AT_ONCE)
+            .try_collect()
+            .await?;
+    }
 
     for ((index, span), computed) in spans.iter().zip(all_computed) {
         let goal = &mut all_goals[*index];

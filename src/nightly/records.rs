@@ -14,7 +14,7 @@ pub const ALL_ARMS: &str = "all";
 /// The arms of an engaged bucket.
 pub const TEST: &str = "test";
 pub const CONTROL: &str = "control";
-/// Arm of the members of a bucket that is not engaged, as `sql/nightly/goal_members.sql` names it.
+/// Arm of the members of a bucket that is not engaged, as `sql/nightly/event_days.sql` names it.
 pub const NO_ARM: &str = "none";
 
 /// One goal day for one bucket and arm. Table `goal_daily`, partitioned by `goal_id`.

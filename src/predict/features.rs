@@ -3,15 +3,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use arrow::datatypes::{DataType, Float64Type};
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::DataType;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 
 use super::model::RawFeatures;
 use crate::error::Result;
-use crate::models::{self, SqlModel, timestamp_parameter};
+use crate::models::{self, SqlModel, cast_column, float_column, text_column, timestamp_parameter};
 use crate::segments::Segment;
 
 /// Feature and label SQL models.
@@ -237,24 +237,4 @@ fn read_features(
         });
     }
     Ok(())
-}
-
-/// Returns the column `name` of a model's output cast to `data_type`.
-fn cast_column(batch: &RecordBatch, name: &str, data_type: &DataType) -> Result<ArrayRef> {
-    let column = batch.column_by_name(name).ok_or_else(|| {
-        crate::Error::InvalidArgument(format!("model output is missing column {name}"))
-    })?;
-    Ok(arrow::compute::cast(column, data_type)?)
-}
-
-fn text_column(batch: &RecordBatch, name: &str) -> Result<arrow::array::StringArray> {
-    Ok(cast_column(batch, name, &DataType::Utf8)?
-        .as_string::<i32>()
-        .clone())
-}
-
-fn float_column(batch: &RecordBatch, name: &str) -> Result<arrow::array::Float64Array> {
-    Ok(cast_column(batch, name, &DataType::Float64)?
-        .as_primitive::<Float64Type>()
-        .clone())
 }

@@ -347,7 +347,8 @@ pub(crate) struct StoreFile {
 }
 
 impl StoreFile {
-    /// Opens the file at `path` of the warehouse's store, of `size` bytes as its manifest records.
+    /// Returns a reader of the file at `path` of the warehouse's store, of `size` bytes as its
+    /// manifest records.
     pub(crate) fn new(store: Arc<dyn ObjectStore>, path: Path, size: u64) -> Self {
         StoreFile { store, path, size }
     }
